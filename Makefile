@@ -1,0 +1,60 @@
+# The MediaJob controller. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its test tools
+
+controlplane: ## Build (or reuse) etcd, kube-apiserver and kubectl from Go modules (cached per version)
+	bash hack/controlplane/build.sh
+
+lint: install ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install controlplane lint ## Lint, then every test tier except `slow`, against a real local control plane
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: install ## Only the tests that need no control plane
+	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
+
+test-slow: install controlplane ## The long scenario tests (failover with 200 jobs, 1,000-row mirror)
+	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+dev-cluster: install controlplane ## Start a local control plane in .dev-cluster and print its KUBECONFIG
+	@$(PY) -m controller.sandbox.controlplane up --state-dir .dev-cluster
+
+dev-cluster-down: ## Stop the local control plane started by `make dev-cluster`
+	@$(PY) -m controller.sandbox.controlplane down --state-dir .dev-cluster
+
+demo: install controlplane ## Run the whole mission locally: control plane, simulators, controller, jobs completing
+	$(PY) -m controller.sandbox.demo
+
+bench: install controlplane ## Benchmark against the seed's design; writes docs/benchmarks.md
+	$(PY) -m bench
+
+manifests: install controlplane ## Render manifests/install.yaml from manifests/default
+	$(PY) -m controller.sandbox.render_manifests
+
+e2e: ## kind end-to-end (needs Docker; not run in CI)
+	bash hack/e2e-kind.sh
+
+clean: ## Remove the venv and caches (not the control-plane binaries)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
+
+.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean

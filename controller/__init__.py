@@ -1,0 +1,1 @@
+"""The MediaJob controller: finishes media jobs whose NCA webhooks never arrive."""

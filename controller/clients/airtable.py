@@ -1,0 +1,184 @@
+"""Airtable, through pyairtable, kept off the event loop and inside the base's rate limit.
+
+pyairtable is synchronous and its built-in retry gives up on a 429 after a few seconds, while
+Airtable's penalty lasts 30 s. So pyairtable's retry is switched off, each HTTP request is made
+by hand through `Api.request` in a worker thread, and the waiting happens here, in async code:
+one request start per 1/rate seconds for the base, the whole base paused for the penalty after a
+429, and exponential backoff with jitter after a 5xx or a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import requests
+from pyairtable import Api
+
+from controller.backoff import RateLimiter, backoff_delay
+from controller.clients import RequestObserver, ignore_request
+from controller.naming import check_record_id
+
+SYSTEM = "airtable"
+MAX_RECORDS_PER_WRITE = 10
+PAGE_SIZE = 100
+_IDS_PER_READ = 50
+
+log = logging.getLogger(__name__)
+
+
+class AirtableError(Exception):
+    """Airtable did not accept a request."""
+
+
+class AirtableUnavailable(AirtableError):
+    """Retrying did not help for now (5xx, timeouts, network): try again later."""
+
+
+class AirtableRejected(AirtableError):
+    """A 4xx other than 429: the request itself is wrong, retrying as-is cannot succeed."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(f"Airtable rejected the request: HTTP {status} {error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+
+
+class AirtableClient:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_id: str,
+        api_url: str,
+        requests_per_second: float,
+        penalty_seconds: float,
+        timeout: tuple[int, int] = (5, 30),
+        max_attempts: int = 6,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        observe: RequestObserver = ignore_request,
+        on_rate_limited: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._api = Api(api_key, timeout=timeout, retry_strategy=None, endpoint_url=api_url)
+        self._base_id = base_id
+        self._limiter = RateLimiter(requests_per_second)
+        self._penalty = penalty_seconds
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._observe = observe
+        self._on_rate_limited = on_rate_limited
+        self._rng = random.Random()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._api.session.close)
+
+    async def list_records(
+        self,
+        table: str,
+        *,
+        formula: str | None = None,
+        fields: Iterable[str] = (),
+        page_size: int = PAGE_SIZE,
+    ) -> list[dict[str, Any]]:
+        """All records matching the formula: one request per page of up to 100."""
+        urls = self._api.table(self._base_id, table).urls
+        options: dict[str, Any] = {"page_size": page_size}
+        if formula:
+            options["formula"] = formula
+        if fields:
+            options["fields"] = list(fields)
+        records: list[dict[str, Any]] = []
+        while True:
+            page = await self._request(
+                "GET", str(urls.records), fallback=("POST", str(urls.records_post)), options=options
+            )
+            if not isinstance(page, dict) or not isinstance(page.get("records"), list):
+                raise AirtableError("Airtable list answer has no 'records' list")
+            records.extend(r for r in page["records"] if isinstance(r, dict))
+            offset = page.get("offset")
+            if not offset:
+                return records
+            options = {**options, "offset": str(offset)}
+
+    async def get_records(
+        self, table: str, record_ids: Sequence[str], *, fields: Iterable[str] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """Fields of the given records, keyed by id; ids that do not exist are absent."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = [check_record_id(r) for r in dict.fromkeys(record_ids)]
+        for start in range(0, len(ids), _IDS_PER_READ):
+            chunk = ids[start : start + _IDS_PER_READ]
+            formula = "OR(" + ",".join(f"RECORD_ID()='{r}'" for r in chunk) + ")"
+            for record in await self.list_records(table, formula=formula, fields=fields):
+                fields_of = record.get("fields")
+                found[str(record.get("id"))] = fields_of if isinstance(fields_of, dict) else {}
+        return found
+
+    async def update_records(self, table: str, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """PATCH the records, at most 10 per request (Airtable's limit)."""
+        url = str(self._api.table(self._base_id, table).urls.records)
+        for start in range(0, len(updates), MAX_RECORDS_PER_WRITE):
+            chunk = updates[start : start + MAX_RECORDS_PER_WRITE]
+            body = {
+                "records": [{"id": check_record_id(rid), "fields": dict(f)} for rid, f in chunk],
+                "typecast": False,
+            }
+            await self._request("PATCH", url, json=body)
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            await self._limiter.acquire()
+            try:
+                result = await asyncio.to_thread(self._api.request, method, url, **kwargs)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                self._observe(SYSTEM, str(status))
+                if status == 429:
+                    self._on_rate_limited()
+                    self._limiter.penalize(self._penalty)
+                    log.warning("Airtable answered 429: pausing the base for %.0f s", self._penalty)
+                    error: AirtableError = AirtableUnavailable("Airtable kept answering 429")
+                elif status >= 500:
+                    error = AirtableUnavailable(f"Airtable answered HTTP {status}")
+                else:
+                    raise _rejected(status, exc.response) from None
+            except requests.Timeout:
+                self._observe(SYSTEM, "timeout")
+                error = AirtableUnavailable("Airtable did not answer in time")
+            except requests.RequestException as exc:
+                self._observe(SYSTEM, "connection")
+                error = AirtableUnavailable(f"cannot reach Airtable: {type(exc).__name__}")
+            else:
+                self._observe(SYSTEM, "200")
+                return result
+            attempt += 1
+            if attempt >= self._max_attempts:
+                raise error
+            if not self._limiter.penalized_for:
+                delay = backoff_delay(
+                    attempt - 1, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng
+                )
+                log.info("%s; retry %d in %.1f s", error, attempt, delay)
+                await asyncio.sleep(delay)
+
+
+def _rejected(status: int, response: requests.Response | None) -> AirtableRejected:
+    error_type, message = "UNKNOWN", ""
+    try:
+        body = response.json() if response is not None else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            error_type = str(error.get("type", error_type))
+            message = str(error.get("message", ""))
+        elif isinstance(error, str):
+            error_type = error
+    return AirtableRejected(status, error_type, message[:300])

@@ -1,0 +1,229 @@
+"""One HTTP server per replica: the NCA webhook, /metrics, /healthz and /readyz.
+
+NCA posts its webhook once, from its single queue thread, with no timeout: a slow receiver
+stalls NCA's whole queue. So the receiver answers within a fixed budget whatever happens behind
+it; work that takes longer (an API server under load) goes on in the background and the caller
+gets 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from controller import logs
+from controller.clients.kube import KubeClient, KubeError
+from controller.clients.nca import PayloadError, parse_result_payload
+from controller.decide import Ignore, Wait, decide_webhook
+from controller.metrics import Metrics
+from controller.model import InvalidResource, MediaJob, utcnow
+from controller.naming import LABEL_EXTERNAL_ID, UnsafeIdError, check_external_job_id
+from controller.store import JobStore
+from controller.transitions import Transitions
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+READ_TIMEOUT = 5.0
+ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
+
+
+class WebhookReceiver:
+    """Turns one NCA webhook payload into a transition through the shared state machine."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        kube: KubeClient,
+        transitions: Transitions,
+        metrics: Metrics,
+        namespace: str | None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._kube = kube
+        self._transitions = transitions
+        self._metrics = metrics
+        self._namespace = namespace
+        self._now = now
+
+    async def receive(self, payload: dict[str, Any], arrived: datetime) -> tuple[int, str]:
+        """Returns (HTTP status, result word) for a payload whose shape was already checked."""
+        job_id, record_id = payload["job_id"], payload["id"]
+        outcome = parse_result_payload(payload)
+        jobs = await self._find(job_id)
+        if not jobs:
+            self._metrics.webhooks.labels(result="unknown_job").inc()
+            log.info("webhook for unknown NCA job %s: acknowledged, nothing created", job_id)
+            return 202, "unknown-job"
+        matching = [j for j in jobs if j.spec.airtable_record_id == record_id]
+        if not matching:
+            self._metrics.webhooks.labels(result="id_mismatch").inc()
+            log.warning(
+                "webhook for NCA job %s names record %s, which is not the job's record", job_id, record_id
+            )
+            return 409, "record-mismatch"
+        job = matching[0]
+        decision = decide_webhook(job, outcome)
+        if isinstance(decision, Ignore | Wait):
+            self._metrics.webhooks.labels(result="already_ended").inc()
+            logs.for_job(log, job).info("webhook after the job ended (%s): acknowledged", job.status.phase)
+            return 200, "already-ended"
+        updated = await self._transitions.apply(
+            job, decision, checks=job.status.checks, detected_from=arrived
+        )
+        result = "recorded" if updated is not None else "already-ended"
+        self._metrics.webhooks.labels(result=result.replace("-", "_")).inc()
+        return 200, result
+
+    async def _find(self, job_id: str) -> list[MediaJob]:
+        jobs = self._store.find_external(job_id)
+        if jobs:
+            return jobs
+        # The watch may lag a just-created job: ask the API server before saying "unknown".
+        try:
+            items = await self._kube.list_mediajobs(
+                self._namespace, label_selector=f"{LABEL_EXTERNAL_ID}={job_id}"
+            )
+        except KubeError as exc:
+            log.warning("could not look up NCA job %s: %s", job_id, exc)
+            return []
+        found = []
+        for item in items:
+            try:
+                found.append(MediaJob.from_object(item))
+            except InvalidResource:
+                continue
+        return found
+
+
+def check_payload(body: Any) -> dict[str, Any]:
+    """The webhook's minimal shape (contract section 4); raises PayloadError with the reason."""
+    if not isinstance(body, dict):
+        raise PayloadError("body must be a JSON object")
+    for field in ("job_id", "id"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            raise PayloadError(f"'{field}' must be a non-empty string")
+    try:
+        check_external_job_id(body["job_id"])
+    except UnsafeIdError as exc:
+        raise PayloadError(str(exc)) from None
+    parse_result_payload(body)
+    return body
+
+
+class HttpServer:
+    def __init__(
+        self,
+        *,
+        port: int,
+        token: str,
+        metrics: Metrics,
+        receiver: Callable[[], WebhookReceiver | None],
+        ready: Callable[[], bool],
+        host: str = "0.0.0.0",  # noqa: S104 - served to the cluster through the Service
+    ) -> None:
+        self._port = port
+        self._host = host
+        self._token = token.encode()
+        self._metrics = metrics
+        self._receiver = receiver
+        self._ready = ready
+        self._background: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/webhooks/nca", self._webhook)
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        if self._runner.addresses:
+            self.port = int(self._runner.addresses[0][1])
+        log.info("serving the webhook, metrics and probes on port %d", self.port)
+
+    async def stop(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = request.headers.get("X-Webhook-Token") or request.query.get("token") or ""
+        return hmac.compare_digest(given.encode(), self._token)
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        arrived = utcnow()
+        if not self._authorized(request):
+            self._metrics.webhooks.labels(result="unauthorized").inc()
+            return _answer(401, "unauthorized", "missing or wrong webhook token")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            self._metrics.webhooks.labels(result="too_large").inc()
+            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+        try:
+            raw = await asyncio.wait_for(request.read(), timeout=READ_TIMEOUT)
+        except web.HTTPRequestEntityTooLarge:
+            self._metrics.webhooks.labels(result="too_large").inc()
+            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+        except TimeoutError:
+            self._metrics.webhooks.labels(result="slow_client").inc()
+            return _answer(408, "timeout", "body not received in time")
+        try:
+            payload = check_payload(json.loads(raw))
+        except (ValueError, PayloadError) as exc:
+            self._metrics.webhooks.labels(result="bad_request").inc()
+            reason = str(exc) if isinstance(exc, PayloadError) else "body is not valid JSON"
+            return _answer(400, "bad-request", reason)
+        receiver = self._receiver()
+        if receiver is None:
+            return _answer(503, "not-ready", "the controller is starting")
+        return await self._within_budget(receiver.receive(payload, arrived))
+
+    async def _within_budget(self, work: Awaitable[tuple[int, str]]) -> web.Response:
+        task = asyncio.ensure_future(work)
+        try:
+            status, result = await asyncio.wait_for(asyncio.shield(task), timeout=ANSWER_BUDGET)
+        except TimeoutError:
+            self._background.add(task)
+            task.add_done_callback(self._finished_late)
+            return _answer(202, "accepted", "recording in the background")
+        except (KubeError, InvalidResource) as exc:
+            log.warning("webhook could not be recorded: %s", exc)
+            return _answer(503, "error", "could not record the result, the poller will find it")
+        return _answer(status, result, None)
+
+    def _finished_late(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("webhook recorded late failed: %s", task.exception())
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _answer(200, "ok", None)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return _answer(200, "ready", None) if self._ready() else _answer(503, "not-ready", None)
+
+
+def _answer(status: int, result: str, detail: str | None) -> web.Response:
+    body: dict[str, Any] = {"result": result}
+    if detail:
+        body["detail"] = detail
+    return web.json_response(body, status=status)

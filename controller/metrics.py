@@ -1,0 +1,115 @@
+"""Prometheus metrics, in a registry of their own per controller (no global registry).
+
+A registry per instance lets tests and the benchmark run several controllers in one process
+and read each one's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controller.model import MediaJob
+
+AGE_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("lt_1h", 3600.0),
+    ("1h_6h", 6 * 3600.0),
+    ("6h_24h", 24 * 3600.0),
+    ("gt_24h", float("inf")),
+)
+LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
+
+
+def age_bucket(age_seconds: float) -> str:
+    for name, upper in AGE_BUCKETS:
+        if age_seconds < upper:
+            return name
+    return AGE_BUCKETS[-1][0]
+
+
+class _ProcessingByAge(Collector):
+    """Computed at scrape time from the job store, so it is never stale and costs nothing between."""
+
+    def __init__(self, jobs: Callable[[], Iterable[MediaJob]], now: Callable[[], datetime]) -> None:
+        self._jobs = jobs
+        self._now = now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mediajob_processing_jobs", "MediaJobs in phase Processing, by age", labels=["age"]
+        )
+        counts = {name: 0 for name, _ in AGE_BUCKETS}
+        now = self._now()
+        for job in self._jobs():
+            if job.status.phase == "Processing" and not job.spec.suspend:
+                counts[age_bucket((now - job.spec.submitted_at).total_seconds())] += 1
+        for name, value in counts.items():
+            family.add_metric([name], value)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.completions = Counter(
+            "mediajob_completions", "Jobs completed, by the source that proved it first", ["via"], registry=r
+        )
+        self.failures = Counter(
+            "mediajob_failures",
+            "Jobs that ended without output, by reason (Failed, TimedOut)",
+            ["reason"],
+            registry=r,
+        )
+        self.checks = Counter("mediajob_checks", "Checks run, by result", ["result"], registry=r)
+        self.detection_latency = Histogram(
+            "mediajob_detection_latency_seconds",
+            "From the output's Last-Modified (or the webhook's arrival) to the status transition",
+            ["via"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "mediajob_outside_requests",
+            "Requests to outside systems, by system and HTTP status or error",
+            ["system", "code"],
+            registry=r,
+        )
+        self.airtable_rate_limited = Counter(
+            "mediajob_airtable_rate_limited", "Airtable answers with HTTP 429", registry=r
+        )
+        self.writeback_backlog = Gauge(
+            "mediajob_writeback_backlog", "Ended jobs whose result is not yet in Airtable", registry=r
+        )
+        self.writeback_errors = Counter(
+            "mediajob_writeback_errors",
+            "Airtable write-back attempts that failed, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.leader = Gauge("mediajob_leader", "1 while this replica holds the Lease", registry=r)
+        self.webhooks = Counter("mediajob_webhooks", "Webhook calls, by result", ["result"], registry=r)
+        self.mirror_invalid_rows = Counter(
+            "mediajob_mirror_invalid_rows",
+            "Airtable Jobs rows that could not be parsed (once per row and reason)",
+            registry=r,
+        )
+        self.mirror_created = Counter(
+            "mediajob_mirror_created", "MediaJobs created by the mirror", registry=r
+        )
+        self.mirror_cycles = Counter(
+            "mediajob_mirror_cycles", "Mirror cycles, by result", ["result"], registry=r
+        )
+
+    def observe_request(self, system: str, code: str) -> None:
+        self.requests.labels(system=system, code=code).inc()
+
+    def track_jobs(self, jobs: Callable[[], Iterable[MediaJob]], now: Callable[[], datetime]) -> None:
+        self.registry.register(_ProcessingByAge(jobs, now))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

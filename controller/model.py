@@ -1,0 +1,245 @@
+"""The MediaJob as the controller sees it, and the status documents it writes.
+
+Raw objects from the API are parsed once into small frozen views, so that the rest of the code
+works with typed fields and an invalid resource is reported once with a clear reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from controller.naming import (
+    ANNOTATION_RECHECK,
+    GROUP,
+    KIND,
+    LABEL_EXTERNAL_ID,
+    LABEL_RECORD,
+    VERSION,
+    UnsafeIdError,
+    check_external_job_id,
+    check_record_id,
+)
+from controller.rows import JobRow, Target
+
+Phase = Literal["Processing", "Completed", "Failed", "TimedOut"]
+Via = Literal["spaces", "nca-status", "webhook"]
+PHASES: tuple[Phase, ...] = ("Processing", "Completed", "Failed", "TimedOut")
+TERMINAL: frozenset[str] = frozenset({"Completed", "Failed", "TimedOut"})
+
+
+class InvalidResource(ValueError):
+    """A MediaJob whose spec the controller cannot act on (the CRD schema should prevent it)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def fmt_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobSpec:
+    airtable_record_id: str
+    external_job_id: str
+    operation: str
+    submitted_at: datetime
+    target: Target | None = None
+    output_url: str | None = None
+    suspend: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "airtableRecordId": self.airtable_record_id,
+            "externalJobId": self.external_job_id,
+            "operation": self.operation,
+            "submittedAt": fmt_time(self.submitted_at),
+        }
+        if self.target:
+            spec["target"] = {"table": self.target.table, "recordId": self.target.record_id}
+        if self.output_url:
+            spec["outputUrl"] = self.output_url
+        if self.suspend:
+            spec["suspend"] = True
+        return spec
+
+    @classmethod
+    def from_row(cls, row: JobRow) -> JobSpec:
+        return cls(
+            airtable_record_id=row.record_id,
+            external_job_id=row.external_job_id,
+            operation=row.operation,
+            submitted_at=row.submitted_at,
+            target=row.target,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobStatus:
+    phase: Phase = "Processing"
+    output_url: str | None = None
+    completed_via: str | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    reason: str | None = None
+    message: str | None = None
+    checks: int = 0
+    airtable_synced: bool = False
+    last_handled_recheck_at: str | None = None
+    observed_generation: int | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    initialized: bool = False  # the controller has written a status at least once
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> JobStatus:
+        if not isinstance(raw, dict) or not raw.get("phase"):
+            return cls()
+        phase = raw.get("phase")
+        conditions = raw.get("conditions")
+        return cls(
+            phase=phase if phase in PHASES else "Processing",
+            output_url=_str(raw.get("outputUrl")),
+            completed_via=_str(raw.get("completedVia")),
+            completed_at=parse_time(raw.get("completedAt")),
+            failed_at=parse_time(raw.get("failedAt")),
+            reason=_str(raw.get("reason")),
+            message=_str(raw.get("message")),
+            checks=_int(raw.get("checks")) or 0,
+            airtable_synced=raw.get("airtableSynced") is True,
+            last_handled_recheck_at=_str(raw.get("lastHandledRecheckAt")),
+            observed_generation=_int(raw.get("observedGeneration")),
+            conditions=tuple(c for c in conditions if isinstance(c, dict))
+            if isinstance(conditions, list)
+            else (),
+            initialized=True,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaJob:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    spec: JobSpec
+    status: JobStatus
+    recheck_token: str | None = None
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def recheck_pending(self) -> bool:
+        return bool(self.recheck_token) and self.recheck_token != self.status.last_handled_recheck_at
+
+    @property
+    def needs_sync(self) -> bool:
+        return self.status.terminal and not self.status.airtable_synced
+
+    def ref(self) -> dict[str, str]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+            "resourceVersion": self.resource_version,
+        }
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> MediaJob:
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec")
+        name = meta.get("name", "?")
+        if not isinstance(spec, dict):
+            raise InvalidResource(f"MediaJob {name}: spec is missing")
+        try:
+            parsed = _parse_spec(spec)
+        except (InvalidResource, UnsafeIdError) as exc:
+            raise InvalidResource(f"MediaJob {name}: {exc}") from None
+        annotations = meta.get("annotations") or {}
+        token = annotations.get(ANNOTATION_RECHECK)
+        return cls(
+            namespace=meta.get("namespace", ""),
+            name=name,
+            uid=meta.get("uid", ""),
+            resource_version=str(meta.get("resourceVersion", "")),
+            generation=int(meta.get("generation") or 0),
+            spec=parsed,
+            status=JobStatus.from_dict(obj.get("status")),
+            recheck_token=token if isinstance(token, str) and token else None,
+            labels=dict(meta.get("labels") or {}),
+        )
+
+
+def _int(raw: Any) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+
+
+def _str(raw: Any) -> str | None:
+    return raw if isinstance(raw, str) and raw else None
+
+
+def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
+    operation = spec.get("operation")
+    if not isinstance(operation, str) or not operation:
+        raise InvalidResource("spec.operation is missing")
+    submitted = parse_time(spec.get("submittedAt"))
+    if submitted is None:
+        raise InvalidResource("spec.submittedAt is not a date-time")
+    target_raw = spec.get("target")
+    target = None
+    if isinstance(target_raw, dict):
+        table = target_raw.get("table")
+        if table not in ("Segments", "Videos"):
+            raise InvalidResource("spec.target.table must be Segments or Videos")
+        target = Target(table=table, record_id=check_record_id(target_raw.get("recordId", "")))
+    output_url = spec.get("outputUrl")
+    return JobSpec(
+        airtable_record_id=check_record_id(spec.get("airtableRecordId", "")),
+        external_job_id=check_external_job_id(spec.get("externalJobId", "")),
+        operation=operation,
+        submitted_at=submitted,
+        target=target,
+        output_url=output_url if isinstance(output_url, str) and output_url else None,
+        suspend=spec.get("suspend") is True,
+    )
+
+
+def new_object(name: str, namespace: str, spec: JobSpec) -> dict[str, Any]:
+    """The MediaJob the mirror creates for a Jobs row."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                LABEL_RECORD: spec.airtable_record_id,
+                LABEL_EXTERNAL_ID: spec.external_job_id,
+                "app.kubernetes.io/managed-by": "mediajob-controller",
+            },
+        },
+        "spec": spec.to_dict(),
+    }

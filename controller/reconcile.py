@@ -1,0 +1,297 @@
+"""The leader's checks: observe Spaces (then NCA if needed), decide, and record what changed.
+
+This is the I/O shell around `decide`: it asks the outside world, hands the answers to the pure
+decision, and writes to the API server only when something changed. A check that learns nothing
+new writes nothing, because with thousands of jobs every write fans out to every watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from controller import logs
+from controller.clients.kube import Conflict, KubeClient, KubeError, NotFound
+from controller.clients.nca import (
+    NcaClient,
+    NcaNotFound,
+    NcaPending,
+    NcaStatus,
+)
+from controller.clients.spaces import (
+    ObjectMissing,
+    SpacesClient,
+    SpacesResult,
+    UnsafeUrlError,
+)
+from controller.decide import Complete, Fail, Observation, TimeOut, Wait, decide, should_ask_nca
+from controller.metrics import Metrics
+from controller.model import MediaJob, utcnow
+from controller.naming import UnsafeIdError, expected_output_url
+from controller.schedule import Timing, first_check_at, nca_next_at, next_check_at, retry_at
+from controller.scheduler import Scheduler
+from controller.status import initial_status
+from controller.store import JobStore, Key
+from controller.transitions import EventRecorder, Transitions
+from controller.writeback import WriteBack
+
+log = logging.getLogger(__name__)
+PERSISTENT_ERRORS = 3  # consecutive failed checks before an Event says so
+
+
+@dataclasses.dataclass(slots=True)
+class JobRuntime:
+    """What the leader remembers between checks of one job; lost on restart, by design."""
+
+    checks: int = 0
+    failures: int = 0
+    nca_pending: int = 0
+    nca_next_at: datetime | None = None
+    reported_error: bool = False
+
+
+def check_result(spaces: SpacesResult | None, nca: NcaStatus | None, decision: object) -> str:
+    """A small closed set of labels for the checks metric."""
+    if isinstance(decision, Complete):
+        return "found" if decision.via == "spaces" else "nca_done"
+    if isinstance(decision, Fail):
+        return "nca_failed"
+    if isinstance(decision, TimeOut):
+        return "timed_out"
+    if isinstance(decision, Wait) and decision.error:
+        return "error"
+    if isinstance(nca, NcaPending):
+        return "pending"
+    if isinstance(nca, NcaNotFound):
+        return "nca_not_found"
+    if isinstance(spaces, ObjectMissing):
+        return "missing"
+    return "waiting"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        timing: Timing,
+        workers: int,
+        spaces_base_url: str,
+        spaces: SpacesClient,
+        nca: NcaClient,
+        kube: KubeClient,
+        store: JobStore,
+        transitions: Transitions,
+        events: EventRecorder,
+        writeback: WriteBack,
+        metrics: Metrics,
+        namespace: str | None,
+        resync_every: float,
+        polling: bool = True,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._timing = timing
+        self._spaces_base_url = spaces_base_url
+        self._spaces = spaces
+        self._nca = nca
+        self._kube = kube
+        self._store = store
+        self._transitions = transitions
+        self._events = events
+        self._writeback = writeback
+        self._metrics = metrics
+        self._namespace = namespace
+        self._resync_every = resync_every
+        self._polling = polling
+        self._rng = rng or random.Random()
+        self._now = now
+        self._state: dict[Key, JobRuntime] = {}
+        self.scheduler: Scheduler[Key] = Scheduler(
+            self.check, workers=workers, clock=lambda: self._now().timestamp()
+        )
+
+    # Feeding ------------------------------------------------------------------------------------
+
+    def on_change(self, job: MediaJob, old: MediaJob | None) -> None:
+        """Store listener: keep the heap in step with what the watch reports."""
+        key = job.key
+        if job.status.terminal:
+            self._state.pop(key, None)
+            if job.needs_sync:
+                self._writeback.enqueue(job)
+            if job.recheck_pending:
+                self.scheduler.schedule(key, self._now().timestamp(), earlier_only=True)
+            else:
+                self.scheduler.cancel(key)
+            return
+        self._writeback.note_processing(key)
+        if not self._polling:
+            return
+        if job.spec.suspend and not job.recheck_pending:
+            self.scheduler.cancel(key)
+            return
+        now = self._now()
+        if job.recheck_pending:
+            self.scheduler.schedule(key, now.timestamp(), earlier_only=True)
+        elif not self.scheduler.is_scheduled(key):
+            at = first_check_at(job.spec.submitted_at, now, self._timing, self._rng)
+            self.scheduler.schedule(key, at.timestamp())
+
+    def on_remove(self, key: Key) -> None:
+        self.scheduler.cancel(key)
+        self._state.pop(key, None)
+
+    def attach(self) -> None:
+        self._store.subscribe(self.on_change, self.on_remove)
+        for job in self._store:
+            self.on_change(job, None)
+
+    def detach(self) -> None:
+        self._store.unsubscribe(self.on_change, self.on_remove)
+
+    async def run(self) -> None:
+        self.attach()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.scheduler.run())
+                group.create_task(self._resync_forever())
+        finally:
+            self.detach()
+
+    async def _resync_forever(self) -> None:
+        """A watch re-list does not send DELETED for objects that vanished meanwhile: prune them."""
+        while True:
+            await asyncio.sleep(self._resync_every)
+            try:
+                keys = await self._kube.list_mediajob_keys(self._namespace)
+            except KubeError as exc:
+                log.warning("resync list failed, will retry: %s", exc)
+                continue
+            gone = self._store.retain(keys)
+            if gone:
+                log.info("pruned %d MediaJobs that vanished without a DELETED event", len(gone))
+
+    # One check ----------------------------------------------------------------------------------
+
+    async def check(self, key: Key) -> float | None:
+        job = self._store.get(key)
+        if job is None:
+            return None
+        if job.status.terminal:
+            await self._recheck_ended(job)
+            return None
+        if job.spec.suspend:
+            await self._record(job, {})
+            return None
+        rt = self._state.setdefault(key, JobRuntime(checks=job.status.checks))
+        jlog = logs.for_job(log, job)
+        now = self._now()
+        recheck = job.recheck_pending
+
+        spaces_result: SpacesResult | None = None
+        url = self._expected_url(job, jlog)
+        if url:
+            try:
+                spaces_result = await self._spaces.head(url)
+            except UnsafeUrlError as exc:
+                jlog.warning("not checking Spaces: %s", exc)
+        nca_due = recheck or rt.nca_next_at is None or now >= rt.nca_next_at
+        nca_result: NcaStatus | None = None
+        if should_ask_nca(spaces_result, nca_due=nca_due):
+            nca_result = await self._nca.job_status(job.spec.external_job_id)
+
+        now = self._now()
+        decision = decide(job, Observation(spaces_result, nca_result), now=now, max_age=self._timing.max_age)
+        rt.checks = max(rt.checks, job.status.checks) + 1
+        self._metrics.checks.labels(result=check_result(spaces_result, nca_result, decision)).inc()
+
+        if isinstance(decision, Complete | Fail | TimeOut):
+            detected_from = decision.appeared_at if isinstance(decision, Complete) else None
+            updated = await self._transitions.apply(
+                job, decision, checks=rt.checks, detected_from=detected_from
+            )
+            if updated is not None:
+                return None
+            return self._retry(job, rt, now)
+
+        if isinstance(nca_result, NcaPending | NcaNotFound):
+            rt.nca_pending += 1
+            rt.nca_next_at = nca_next_at(now, rt.nca_pending, self._timing)
+        if isinstance(decision, Wait) and decision.error:
+            rt.failures += 1
+            jlog.info("check could not conclude (%s); retry %d", decision.message, rt.failures)
+            if rt.failures >= PERSISTENT_ERRORS and not rt.reported_error:
+                rt.reported_error = True
+                await self._events.record(
+                    job,
+                    warning=True,
+                    reason="CheckFailing",
+                    message=f"{rt.failures} checks in a row could not conclude: {decision.message}",
+                )
+            due = retry_at(job.spec.submitted_at, now, rt.failures, self._timing, self._rng)
+        else:
+            rt.failures, rt.reported_error = 0, False
+            due = next_check_at(job.spec.submitted_at, now, self._timing, self._rng)
+
+        message = decision.message if isinstance(decision, Wait) else ""
+        if not await self._record(job, {"checks": rt.checks}, message=message):
+            return self._retry(job, rt, now)
+        return due.timestamp()
+
+    def _retry(self, job: MediaJob, rt: JobRuntime, now: datetime) -> float:
+        rt.failures += 1
+        return retry_at(job.spec.submitted_at, now, rt.failures, self._timing, self._rng).timestamp()
+
+    def _expected_url(self, job: MediaJob, jlog: logs.JobLogger) -> str | None:
+        try:
+            return expected_output_url(
+                self._spaces_base_url, job.spec.operation, job.spec.external_job_id, job.spec.output_url
+            )
+        except UnsafeIdError as exc:
+            jlog.warning("no output URL: %s", exc)
+            return None
+
+    async def _record(self, job: MediaJob, fields: dict[str, Any], *, message: str = "") -> bool:
+        """Write what changed besides the check count: first status, generation, recheck token.
+
+        Returns False when the write failed and the check should be retried.
+        """
+        patch: dict[str, Any] = {}
+        now = self._now()
+        if not job.status.initialized:
+            patch.update(
+                initial_status(
+                    job, now=now, checks=fields.get("checks", 0), message=message or "waiting for output"
+                )
+            )
+        if job.status.observed_generation != job.generation:
+            patch["observedGeneration"] = job.generation
+        if job.recheck_pending:
+            patch["lastHandledRecheckAt"] = job.recheck_token
+        if not patch:
+            return True
+        patch.update(fields)
+        try:
+            raw = await self._kube.patch_mediajob_status(
+                job.namespace, job.name, patch, resource_version=job.resource_version
+            )
+        except (Conflict, NotFound):
+            return True  # the watch brings the newer object, which reschedules as needed
+        except KubeError as exc:
+            logs.for_job(log, job).warning("status write failed, will retry: %s", exc)
+            return False
+        self._store.put(MediaJob.from_object(raw))
+        return True
+
+    async def _recheck_ended(self, job: MediaJob) -> None:
+        """A recheck of an ended job only re-syncs Airtable if it is not synced yet."""
+        if not job.recheck_pending:
+            return
+        if job.needs_sync:
+            self._writeback.kick(job)
+        await self._record(job, {})

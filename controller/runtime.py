@@ -1,0 +1,263 @@
+"""Everything one replica runs, built once from the Settings, and its leadership lifecycle.
+
+Every replica serves the webhook and keeps a watch-fed view of the MediaJobs. Only the Lease
+holder runs the checks, the mirror and the Airtable write-back. A replica that loses the Lease
+stops that work at once and exits non-zero, so that it restarts clean (as controller-runtime
+does); a replica that stops gracefully releases the Lease so that the next one takes over at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import socket
+from typing import Any
+
+from controller.clients.airtable import AirtableClient
+from controller.clients.kube import KubeClient, KubeError, Login, default_login
+from controller.clients.nca import NcaClient
+from controller.clients.spaces import SpacesClient
+from controller.http import HttpServer, WebhookReceiver
+from controller.leader import LeaderElector
+from controller.metrics import Metrics
+from controller.mirror import Mirror
+from controller.model import MediaJob, utcnow
+from controller.reconcile import Reconciler
+from controller.schedule import Timing
+from controller.settings import Settings
+from controller.store import JobStore
+from controller.transitions import EventRecorder, Transitions
+from controller.writeback import Tables, WriteBack
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Clients:
+    """The one construction point of the outside-world clients."""
+
+    airtable: AirtableClient
+    nca: NcaClient
+    spaces: SpacesClient
+    kube: KubeClient
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics, login: Login = default_login) -> Clients:
+        observe = metrics.observe_request
+        return cls(
+            airtable=AirtableClient(
+                api_key=settings.airtable_api_key.reveal(),
+                base_id=settings.airtable_base_id,
+                api_url=settings.airtable_api_url,
+                requests_per_second=settings.airtable_requests_per_second,
+                penalty_seconds=settings.airtable_penalty.total_seconds(),
+                observe=observe,
+                on_rate_limited=metrics.airtable_rate_limited.inc,
+            ),
+            nca=NcaClient(settings.nca_api_url, settings.nca_api_key.reveal(), observe=observe),
+            spaces=SpacesClient(settings.spaces_base_url, observe=observe),
+            kube=KubeClient(login, observe=observe),
+        )
+
+    async def close(self) -> None:
+        for client in (self.airtable, self.nca, self.spaces, self.kube):
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def home_namespace(settings: Settings, kube: KubeClient) -> str:
+    """Where the mirror creates MediaJobs: the watched namespace, else the controller's own."""
+    return settings.watch_namespace or settings.lease_namespace or kube.default_namespace or "default"
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, stop: asyncio.Event, login: Login = default_login) -> None:
+        self.settings = settings
+        self.stop_flag = stop
+        self.exit_code = 0
+        self.metrics = Metrics()
+        self.store = JobStore()
+        self.metrics.track_jobs(lambda: iter(self.store), utcnow)
+        self.clients = Clients.from_settings(settings, self.metrics, login)
+        kube = self.clients.kube
+        self.namespace = home_namespace(settings, kube)
+        self.events = EventRecorder(
+            kube, host=settings.pod_name or socket.gethostname(), secrets=settings.secrets
+        )
+        self.transitions = Transitions(kube=kube, store=self.store, events=self.events, metrics=self.metrics)
+        self.receiver = WebhookReceiver(
+            store=self.store,
+            kube=kube,
+            transitions=self.transitions,
+            metrics=self.metrics,
+            namespace=settings.watch_namespace,
+        )
+        self.http = HttpServer(
+            port=settings.http_port,
+            token=settings.webhook_token.reveal(),
+            metrics=self.metrics,
+            receiver=lambda: self.receiver if self._started else None,
+            ready=lambda: self._started,
+        )
+        self.elector: LeaderElector | None = None
+        if settings.leader_election_enabled:
+            self.elector = LeaderElector(
+                kube,
+                namespace=settings.lease_namespace or self.namespace,
+                name=settings.lease_name,
+                identity=settings.pod_name,
+                lease_duration=settings.lease_duration.total_seconds(),
+                renew_deadline=settings.lease_renew_deadline.total_seconds(),
+                retry_period=settings.lease_retry_period.total_seconds(),
+            )
+        self._started = False
+        self._leadership: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self.is_leader = False
+
+    async def start(self) -> None:
+        await self.http.start()
+        self._leadership = asyncio.create_task(self._lead_when_elected(), name="leadership")
+        self._started = True
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """kopf's watch events, for every replica's view of the jobs."""
+        problem = self.store.observe(event_type, body)
+        if problem and self.is_leader:
+            task = asyncio.create_task(self._report_invalid(body, problem))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def close(self) -> None:
+        """Graceful stop: leader work first, then the Lease, then the server and the clients."""
+        if self._leadership is not None:
+            self._leadership.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._leadership
+        if self.elector is not None:
+            await self.elector.release()
+        self.metrics.leader.set(0)
+        await self.http.stop()
+        for task in list(self._side_tasks):
+            task.cancel()
+        await self.clients.close()
+
+    async def _lead_when_elected(self) -> None:
+        if self.elector is not None:
+            await self.elector.acquire()
+        self.is_leader = True
+        self.metrics.leader.set(1)
+        work = asyncio.create_task(self._lead(), name="leader-work")
+        watchers: set[asyncio.Task[Any]] = {work}
+        lost: asyncio.Task[None] | None = None
+        if self.elector is not None:
+            lost = asyncio.create_task(self.elector.hold(), name="lease-renewal")
+            watchers.add(lost)
+        try:
+            done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            self.is_leader = False
+            self.metrics.leader.set(0)
+        if lost is not None and lost in done:
+            log.error("lost the Lease: stopped all leader work; exiting so that the replica restarts clean")
+        elif work in done and not work.cancelled() and work.exception() is not None:
+            log.error("leader work crashed: %r; exiting", work.exception())
+        self.exit_code = 1
+        self.stop_flag.set()
+
+    async def _lead(self) -> None:
+        s = self.settings
+        kube = self.clients.kube
+        await self._seed_store()
+        writeback = WriteBack(
+            airtable=self.clients.airtable,
+            kube=kube,
+            store=self.store,
+            events=self.events,
+            metrics=self.metrics,
+            tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
+            retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
+        )
+        timing = Timing(
+            interval=s.polling_interval,
+            slow_after=s.polling_slow_after,
+            slow_interval=s.polling_slow_interval,
+            max_age=s.polling_max_age,
+        )
+        reconciler = Reconciler(
+            timing=timing,
+            workers=s.polling_batch_size,
+            spaces_base_url=s.spaces_base_url,
+            spaces=self.clients.spaces,
+            nca=self.clients.nca,
+            kube=kube,
+            store=self.store,
+            transitions=self.transitions,
+            events=self.events,
+            writeback=writeback,
+            metrics=self.metrics,
+            namespace=s.watch_namespace,
+            resync_every=s.polling_slow_interval.total_seconds(),
+            polling=s.polling_enabled,
+            rng=random.Random(),
+        )
+        mirror = Mirror(
+            airtable=self.clients.airtable,
+            kube=kube,
+            store=self.store,
+            transitions=self.transitions,
+            metrics=self.metrics,
+            jobs_table=s.airtable_jobs_table,
+            namespace=self.namespace,
+            interval=s.polling_interval.total_seconds(),
+        )
+        log.info("leading: checks %s, mirror and write-back running", "on" if s.polling_enabled else "off")
+        async with asyncio.TaskGroup() as group:
+            group.create_task(writeback.run(), name="writeback")
+            group.create_task(reconciler.run(), name="reconciler")
+            group.create_task(mirror.run(), name="mirror")
+
+    async def _seed_store(self) -> None:
+        """Start leading from a complete view, not from whatever the watch has delivered so far."""
+        while True:
+            try:
+                async for page in self.clients.kube.iter_mediajobs(self.settings.watch_namespace):
+                    for item in page:
+                        self.store.observe(None, item)
+                return
+            except KubeError as exc:
+                log.warning("cannot list MediaJobs yet (%s); retrying", exc)
+                await asyncio.sleep(self.settings.lease_retry_period.total_seconds())
+
+    async def _report_invalid(self, body: dict[str, Any], problem: str) -> None:
+        meta = body.get("metadata") or {}
+        ref = {
+            "apiVersion": body.get("apiVersion", ""),
+            "kind": body.get("kind", ""),
+            "name": meta.get("name", ""),
+            "namespace": meta.get("namespace", ""),
+            "uid": meta.get("uid", ""),
+        }
+        log.warning("ignoring invalid MediaJob: %s", problem)
+        try:
+            await self.clients.kube.post_event(
+                ref,
+                type_="Warning",
+                reason="InvalidSpec",
+                message=problem,
+                component="mediajob-controller",
+                host=self.settings.pod_name,
+                now=utcnow(),
+            )
+        except KubeError as exc:
+            log.warning("could not post the InvalidSpec Event: %s", exc)
+
+
+__all__ = ["Clients", "MediaJob", "Runtime"]

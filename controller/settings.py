@@ -1,0 +1,276 @@
+"""One typed settings object, read once from the environment (contract section 5).
+
+Everything the controller can be told comes through here, so that a bad value stops start-up
+with one line naming the variable instead of surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_BASE_ID = re.compile(r"^app[A-Za-z0-9]{14}$")
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it and never shows a secret."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+class Secret:
+    """A value that must never reach a log line, an Event, a status field or an exception."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    airtable_api_key: Secret
+    airtable_base_id: str
+    nca_api_url: str
+    nca_api_key: Secret
+    webhook_token: Secret
+    airtable_api_url: str = "https://api.airtable.com"
+    airtable_jobs_table: str = "Jobs"
+    airtable_segments_table: str = "Segments"
+    airtable_videos_table: str = "Videos"
+    airtable_requests_per_second: float = 4.5
+    airtable_penalty: timedelta = timedelta(seconds=30)
+    spaces_base_url: str = "https://phi-bucket.nyc3.digitaloceanspaces.com/phi-bucket"
+    polling_enabled: bool = True
+    polling_interval: timedelta = timedelta(minutes=2)
+    polling_max_age: timedelta = timedelta(hours=24)
+    polling_batch_size: int = 10
+    polling_slow_after: timedelta = timedelta(hours=1)
+    polling_slow_interval: timedelta = timedelta(minutes=10)
+    watch_namespace: str | None = None
+    leader_election_enabled: bool = False
+    lease_name: str = "mediajob-controller"
+    lease_namespace: str | None = None
+    pod_name: str = "mediajob-controller"
+    lease_duration: timedelta = timedelta(seconds=15)
+    lease_renew_deadline: timedelta = timedelta(seconds=10)
+    lease_retry_period: timedelta = timedelta(seconds=2)
+    http_port: int = 8080
+    log_format: str = "json"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The raw secret values, for scrubbing and for tests that grep logs for leaks."""
+        return tuple(
+            s.reveal() for s in (self.airtable_api_key, self.nca_api_key, self.webhook_token) if s.reveal()
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, in_cluster_namespace: str | None = None) -> Settings:
+        """Read and validate every variable; raise SettingsError on the first bad one."""
+        r = _Reader(env)
+        watch_namespace = r.optional("WATCH_NAMESPACE", _dns_label)
+        leader = r.get("LEADER_ELECTION_ENABLED", _bool, False)
+        lease_ns = r.optional("LEASE_NAMESPACE", _dns_label) or watch_namespace
+        lease_ns = lease_ns or in_cluster_namespace
+        if leader and not lease_ns:
+            raise SettingsError("LEASE_NAMESPACE", "required when LEADER_ELECTION_ENABLED is true")
+        pod_name = r.optional("POD_NAME", _dns_subdomain)
+        if leader and not pod_name:
+            raise SettingsError("POD_NAME", "required when LEADER_ELECTION_ENABLED is true")
+        settings = cls(
+            airtable_api_key=r.secret("AIRTABLE_API_KEY"),
+            airtable_base_id=r.required("AIRTABLE_BASE_ID", _base_id),
+            airtable_api_url=r.get("AIRTABLE_API_URL", _http_url, cls.airtable_api_url),
+            airtable_jobs_table=r.get("AIRTABLE_JOBS_TABLE", _table, cls.airtable_jobs_table),
+            airtable_segments_table=r.get("AIRTABLE_SEGMENTS_TABLE", _table, cls.airtable_segments_table),
+            airtable_videos_table=r.get("AIRTABLE_VIDEOS_TABLE", _table, cls.airtable_videos_table),
+            airtable_requests_per_second=r.get(
+                "AIRTABLE_REQUESTS_PER_SECOND", _positive_float, cls.airtable_requests_per_second
+            ),
+            airtable_penalty=r.get("AIRTABLE_PENALTY_SECONDS", _seconds, cls.airtable_penalty),
+            nca_api_url=r.required("NCA_API_URL", _http_url),
+            nca_api_key=r.secret("NCA_API_KEY"),
+            spaces_base_url=r.get("SPACES_BASE_URL", _http_url, cls.spaces_base_url),
+            polling_enabled=r.get("POLLING_ENABLED", _bool, cls.polling_enabled),
+            polling_interval=r.get("POLLING_INTERVAL_MINUTES", _minutes, cls.polling_interval),
+            polling_max_age=r.get("POLLING_MAX_AGE_HOURS", _hours, cls.polling_max_age),
+            polling_batch_size=r.get("POLLING_BATCH_SIZE", _batch_size, cls.polling_batch_size),
+            polling_slow_after=r.get("POLLING_SLOW_AFTER_MINUTES", _minutes, cls.polling_slow_after),
+            polling_slow_interval=r.get("POLLING_SLOW_INTERVAL_MINUTES", _minutes, cls.polling_slow_interval),
+            watch_namespace=watch_namespace,
+            leader_election_enabled=leader,
+            lease_name=r.get("LEASE_NAME", _dns_subdomain, cls.lease_name),
+            lease_namespace=lease_ns,
+            pod_name=pod_name or cls.pod_name,
+            lease_duration=r.get("LEASE_DURATION_SECONDS", _seconds, cls.lease_duration),
+            lease_renew_deadline=r.get("LEASE_RENEW_DEADLINE_SECONDS", _seconds, cls.lease_renew_deadline),
+            lease_retry_period=r.get("LEASE_RETRY_PERIOD_SECONDS", _seconds, cls.lease_retry_period),
+            webhook_token=r.secret("WEBHOOK_TOKEN"),
+            http_port=r.get("HTTP_PORT", _port, cls.http_port),
+            log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
+        )
+        if not settings.lease_retry_period < settings.lease_renew_deadline < settings.lease_duration:
+            raise SettingsError(
+                "LEASE_RENEW_DEADLINE_SECONDS",
+                "must be longer than LEASE_RETRY_PERIOD_SECONDS and shorter than LEASE_DURATION_SECONDS",
+            )
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def required(self, name: str, parse: Callable[[str], T]) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            raise SettingsError(name, "is required but not set")
+        return _parse(name, raw, parse)
+
+    def optional(self, name: str, parse: Callable[[str], T]) -> T | None:
+        raw = self._raw(name)
+        return None if raw is None else _parse(name, raw, parse)
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._raw(name)
+        return default if raw is None else _parse(name, raw, parse)
+
+    def secret(self, name: str) -> Secret:
+        raw = self._raw(name)
+        if raw is None:
+            raise SettingsError(name, "is required but not set")
+        if any(ch.isspace() for ch in raw):
+            raise SettingsError(name, "must not contain whitespace (value not shown)")
+        return Secret(raw)
+
+
+def _parse(name: str, raw: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        shown = raw if len(raw) <= 80 else raw[:77] + "..."
+        raise SettingsError(name, f"{exc} (got {shown!r})") from None
+
+
+def _bool(raw: str) -> bool:
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _minutes(raw: str) -> timedelta:
+    return timedelta(minutes=_positive_float(raw))
+
+
+def _hours(raw: str) -> timedelta:
+    return timedelta(hours=_positive_float(raw))
+
+
+def _seconds(raw: str) -> timedelta:
+    return timedelta(seconds=_positive_float(raw))
+
+
+def _int_between(raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return value
+
+
+def _batch_size(raw: str) -> int:
+    return _int_between(raw, 1, 1000)
+
+
+def _port(raw: str) -> int:
+    return _int_between(raw, 1, 65535)
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return raw.rstrip("/")
+
+
+def _base_id(raw: str) -> str:
+    if not _BASE_ID.match(raw):
+        raise ValueError("must look like an Airtable base id (app + 14 letters or digits)")
+    return raw
+
+
+def _table(raw: str) -> str:
+    if len(raw) > 255 or any(ch in raw for ch in "/?#"):
+        raise ValueError("must be a table name or id without '/', '?' or '#'")
+    return raw
+
+
+def _dns_label(raw: str) -> str:
+    if not _DNS_LABEL.match(raw):
+        raise ValueError("must be a DNS-1123 label")
+    return raw
+
+
+def _dns_subdomain(raw: str) -> str:
+    if not _DNS_SUBDOMAIN.match(raw):
+        raise ValueError("must be a DNS-1123 subdomain")
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("json", "text"):
+        raise ValueError("must be json or text")
+    return raw

@@ -1,0 +1,132 @@
+"""The status documents the controller writes, built as pure functions of the job and a decision.
+
+Conditions follow Flux: `Ready` is True only once the output is in Airtable, so
+`kubectl wait --for=condition=Ready` waits for success; `Synced` says whether Airtable holds the
+final result. A condition keeps its `lastTransitionTime` while its status does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from controller.decide import Complete, EndedInAirtable, Fail, Transition
+from controller.model import MediaJob, fmt_time
+
+
+def _condition(
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    previous: tuple[Mapping[str, Any], ...],
+) -> dict[str, Any]:
+    value = "True" if status else "False"
+    since = fmt_time(now)
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == value and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+    return {
+        "type": kind,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+
+
+def conditions(
+    job: MediaJob, *, phase: str, synced: bool, message: str, now: datetime, sync_reason: str | None = None
+) -> list[dict[str, Any]]:
+    prev = job.status.conditions
+    if phase == "Completed" and synced:
+        ready = _condition("Ready", True, "Completed", message, now, prev)
+    elif phase in ("Failed", "TimedOut"):
+        ready = _condition("Ready", False, phase, message, now, prev)
+    else:
+        ready = _condition("Ready", False, "Processing", message, now, prev)
+    if synced:
+        sync = _condition(
+            "Synced", True, sync_reason or "AirtableUpdated", "Airtable holds the final result", now, prev
+        )
+    elif phase == "Processing":
+        sync = _condition("Synced", False, "Processing", "nothing to write to Airtable yet", now, prev)
+    else:
+        sync = _condition(
+            "Synced", False, sync_reason or "Pending", "waiting for the Airtable write-back", now, prev
+        )
+    return [ready, sync]
+
+
+def initial_status(job: MediaJob, *, now: datetime, checks: int, message: str) -> dict[str, Any]:
+    """The first status a Processing job gets, written together with its first check."""
+    return {
+        "phase": "Processing",
+        "reason": "Processing",
+        "message": message,
+        "checks": checks,
+        "airtableSynced": False,
+        "observedGeneration": job.generation,
+        "conditions": conditions(job, phase="Processing", synced=False, message=message, now=now),
+    }
+
+
+def transition_status(job: MediaJob, decision: Transition, *, now: datetime, checks: int) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "checks": checks,
+        "airtableSynced": False,
+        "observedGeneration": job.generation,
+    }
+    if isinstance(decision, EndedInAirtable):
+        status.update(
+            phase=decision.phase, reason=decision.reason, message=decision.message, airtableSynced=True
+        )
+        status["completedAt" if decision.phase == "Completed" else "failedAt"] = fmt_time(now)
+        if decision.url:
+            status["outputUrl"] = decision.url
+        status["conditions"] = conditions(
+            job,
+            phase=decision.phase,
+            synced=True,
+            message=decision.message,
+            now=now,
+            sync_reason=decision.reason,
+        )
+        return status
+    if isinstance(decision, Complete):
+        message = f"output found via {decision.via}: {decision.url}"
+        status.update(
+            phase="Completed",
+            outputUrl=decision.url,
+            completedVia=decision.via,
+            completedAt=fmt_time(now),
+            reason="Completed",
+            message=message,
+        )
+        phase = "Completed"
+    else:
+        phase = "Failed" if isinstance(decision, Fail) else "TimedOut"
+        status.update(phase=phase, failedAt=fmt_time(now), reason=decision.reason, message=decision.message)
+        message = decision.message
+    status["conditions"] = conditions(job, phase=phase, synced=False, message=message, now=now)
+    return status
+
+
+def synced_status(job: MediaJob, *, now: datetime) -> dict[str, Any]:
+    message = job.status.message or job.status.phase
+    return {
+        "airtableSynced": True,
+        "conditions": conditions(job, phase=job.status.phase, synced=True, message=message, now=now),
+    }
+
+
+def sync_error_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
+    """Airtable keeps refusing: say so on the resource, keep the phase."""
+    message = job.status.message or job.status.phase
+    conds = conditions(
+        job, phase=job.status.phase, synced=False, message=message, now=now, sync_reason="AirtableError"
+    )
+    conds[1]["message"] = error[:500]
+    return {"conditions": conds}

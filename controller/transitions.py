@@ -1,0 +1,137 @@
+"""The one place where a job's phase changes: polling, the webhook and the mirror all end here.
+
+The status patch carries the resourceVersion the decision was made on, so when two replicas or
+two paths (webhook and poll) race, the API server lets exactly one win; the loser re-reads the
+job, sees it has ended, and does nothing. That is what makes "one transition, one Airtable
+write" hold without any lock between replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from controller import logs
+from controller.clients.kube import Conflict, KubeClient, KubeError, NotFound
+from controller.decide import Complete, Transition
+from controller.metrics import Metrics
+from controller.model import InvalidResource, MediaJob, utcnow
+from controller.status import transition_status
+from controller.store import JobStore
+
+log = logging.getLogger(__name__)
+COMPONENT = "mediajob-controller"
+
+
+class EventRecorder:
+    """Kubernetes Events on MediaJobs: best effort, never fatal, never with a secret."""
+
+    def __init__(self, kube: KubeClient, *, host: str, secrets: Iterable[str]) -> None:
+        self._kube = kube
+        self._host = host
+        self._scrub = logs.ScrubSecrets(secrets)
+
+    async def record(self, job: MediaJob, *, warning: bool, reason: str, message: str) -> None:
+        try:
+            await self._kube.post_event(
+                job.ref(),
+                type_="Warning" if warning else "Normal",
+                reason=reason,
+                message=self._scrub.scrub(message),
+                component=COMPONENT,
+                host=self._host,
+                now=utcnow(),
+            )
+        except KubeError as exc:
+            log.warning("could not post Event %s on %s/%s: %s", reason, job.namespace, job.name, exc)
+
+
+class Transitions:
+    def __init__(
+        self,
+        *,
+        kube: KubeClient,
+        store: JobStore,
+        events: EventRecorder,
+        metrics: Metrics,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._kube = kube
+        self._store = store
+        self._events = events
+        self._metrics = metrics
+        self._now = now
+
+    async def apply(
+        self,
+        job: MediaJob,
+        decision: Transition,
+        *,
+        checks: int,
+        extra: Mapping[str, Any] | None = None,
+        detected_from: datetime | None = None,
+    ) -> MediaJob | None:
+        """Patch the final phase; None if the job ended meanwhile or is gone."""
+        jlog = logs.for_job(log, job)
+        current = job
+        for _ in range(3):
+            now = self._now()
+            status = transition_status(current, decision, now=now, checks=max(checks, current.status.checks))
+            if current.recheck_pending:
+                status["lastHandledRecheckAt"] = current.recheck_token
+            status.update(extra or {})
+            try:
+                raw = await self._kube.patch_mediajob_status(
+                    current.namespace, current.name, status, resource_version=current.resource_version
+                )
+            except NotFound:
+                jlog.info("job is gone; transition %s dropped", type(decision).__name__)
+                return None
+            except Conflict:
+                fresh = await self._refetch(current)
+                if fresh is None or fresh.status.terminal:
+                    jlog.info("job changed meanwhile and has ended; nothing to do")
+                    return None
+                current = fresh
+                continue
+            updated = MediaJob.from_object(raw)
+            self._store.put(updated)
+            self._count(decision, now, detected_from)
+            await self._announce(updated, decision)
+            return updated
+        jlog.warning("gave up after repeated conflicts; the next check will retry")
+        return None
+
+    async def _refetch(self, job: MediaJob) -> MediaJob | None:
+        try:
+            fresh = MediaJob.from_object(await self._kube.get_mediajob(job.namespace, job.name))
+        except (NotFound, InvalidResource):
+            return None
+        self._store.put(fresh)
+        return fresh
+
+    def _count(self, decision: Transition, now: datetime, detected_from: datetime | None) -> None:
+        if isinstance(decision, Complete):
+            self._metrics.completions.labels(via=decision.via).inc()
+            start = decision.appeared_at or detected_from
+            if start is not None:
+                latency = max((now - start).total_seconds(), 0.0)
+                self._metrics.detection_latency.labels(via=decision.via).observe(latency)
+        else:
+            self._metrics.failures.labels(reason=decision.reason).inc()
+
+    async def _announce(self, job: MediaJob, decision: Transition) -> None:
+        jlog = logs.for_job(log, job)
+        if isinstance(decision, Complete):
+            jlog.info("completed via %s: %s", decision.via, decision.url)
+            await self._events.record(
+                job,
+                warning=False,
+                reason="Completed",
+                message=f"Output found via {decision.via}: {decision.url}",
+            )
+        else:
+            jlog.info("%s: %s", decision.reason, decision.message)
+            await self._events.record(job, warning=True, reason=decision.reason, message=decision.message)

@@ -1,0 +1,358 @@
+"""Ended jobs → Airtable, batched, rate limited, and never written twice.
+
+Each ended job goes through three stages: its target row (Segments or Videos), its Jobs row,
+then `airtableSynced=true` on the resource. The target row goes first so that `completed` in the
+Jobs table always means the output is attached. Each stage batches up to 10 records per request,
+so 1,000 completions cost 100 target and 100 Jobs requests.
+
+Exactly once: a job this leader saw in `Processing` cannot have been written by anyone before,
+so it is written straight away. Any other job (ended before this leader started, or whose write
+timed out) is "suspect": its rows are read first, and a row that already holds the result is not
+written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from posixpath import basename
+from typing import Any
+from urllib.parse import urlsplit
+
+from controller import logs
+from controller.backoff import backoff_delay, wait_event
+from controller.clients.airtable import (
+    MAX_RECORDS_PER_WRITE,
+    AirtableClient,
+    AirtableError,
+    AirtableRejected,
+)
+from controller.clients.kube import KubeClient, KubeError, NotFound
+from controller.metrics import Metrics
+from controller.model import MediaJob, fmt_time, utcnow
+from controller.rows import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
+from controller.status import sync_error_status, synced_status
+from controller.store import JobStore, Key
+from controller.transitions import EventRecorder
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ATTACHMENT = "Voiceover + Video"
+ATTACHMENT_BY_OPERATION = {
+    "combine": SEGMENT_ATTACHMENT,
+    "concatenate": "Combined Segments Video",
+    "add_music": "Video + Music",
+}
+VIA_TEXT = {
+    "spaces": "output file found on Spaces by polling",
+    "nca-status": "NCA job-status API said done",
+    "webhook": "NCA webhook",
+}
+PERSISTENT_FAILURES = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tables:
+    jobs: str
+    segments: str
+    videos: str
+
+    def physical(self, logical: str) -> str:
+        return self.segments if logical == "Segments" else self.videos
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowWrite:
+    table: str  # logical: "Jobs", "Segments" or "Videos"
+    record_id: str
+    fields: Mapping[str, Any]
+
+
+def planned_writes(job: MediaJob) -> list[RowWrite]:
+    """The Airtable writes an ended job needs, in order (contract section 4). Pure."""
+    status = job.status
+    spec = job.spec
+    writes: list[RowWrite] = []
+    if status.phase == "Completed":
+        url = status.output_url or ""
+        attachment = ATTACHMENT_BY_OPERATION.get(spec.operation)
+        if attachment and spec.target:
+            fields: dict[str, Any] = {attachment: [{"url": url}]}
+            if spec.target.table == "Segments":
+                fields[FIELD_STATUS] = "combined"
+            writes.append(RowWrite(spec.target.table, spec.target.record_id, fields))
+        via = status.completed_via or "unknown"
+        payload = {
+            "job_id": spec.external_job_id,
+            "output_url": url,
+            "completed_via": via,
+            "completed_at": fmt_time(status.completed_at) if status.completed_at else None,
+            "source": "mediajob-controller",
+        }
+        notes = f"Completed: {VIA_TEXT.get(via, via)} (mediajob-controller)."
+        if attachment and not spec.target:
+            notes += " No Segment/Video row was linked, so only this row was updated."
+        writes.append(
+            RowWrite(
+                "Jobs",
+                spec.airtable_record_id,
+                {
+                    FIELD_STATUS: "completed",
+                    FIELD_RESPONSE: json.dumps(payload, sort_keys=True),
+                    FIELD_NOTES: notes,
+                },
+            )
+        )
+    else:
+        label = "Timed out" if status.phase == "TimedOut" else "Failed"
+        notes = f"{label}: {status.message or status.phase} (mediajob-controller)."
+        writes.append(RowWrite("Jobs", spec.airtable_record_id, {FIELD_STATUS: "failed", FIELD_NOTES: notes}))
+    return writes
+
+
+def already_written(write: RowWrite, current: Mapping[str, Any] | None) -> bool:
+    """Does the row already hold what we would write? Then writing again is not allowed. Pure."""
+    if current is None:
+        return False
+    for field, wanted in write.fields.items():
+        if field in (FIELD_NOTES, FIELD_RESPONSE):
+            continue  # free text: the status field is what decides
+        have = current.get(field)
+        if isinstance(wanted, list):
+            if not _has_attachment(have, wanted[0]["url"]):
+                return False
+        elif have != wanted:
+            return False
+    return True
+
+
+def _has_attachment(have: Any, url: str) -> bool:
+    """Airtable re-hosts attachments under its own URL but keeps the file name."""
+    if not isinstance(have, list):
+        return False
+    name = basename(urlsplit(url).path)
+    return any(isinstance(a, dict) and (a.get("url") == url or a.get("filename") == name) for a in have)
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    job: MediaJob
+    writes: list[RowWrite]
+    suspect: bool
+    attempts: int = 0
+    not_before: float = 0.0
+    reported: bool = False
+
+    @property
+    def stage(self) -> str:
+        return self.writes[0].table if self.writes else "status"
+
+
+class WriteBack:
+    def __init__(
+        self,
+        *,
+        airtable: AirtableClient,
+        kube: KubeClient,
+        store: JobStore,
+        events: EventRecorder,
+        metrics: Metrics,
+        tables: Tables,
+        retry_base: float = 2.0,
+        retry_cap: float = 600.0,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = utcnow,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._airtable = airtable
+        self._kube = kube
+        self._store = store
+        self._events = events
+        self._metrics = metrics
+        self._tables = tables
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self._rng = rng or random.Random()
+        self._now = now
+        self._clock = clock
+        self._pending: dict[Key, _Pending] = {}
+        self._seen_processing: set[Key] = set()
+        self._synced: dict[Key, str] = {}  # key → uid, so a late event cannot re-enqueue
+        self._wake: dict[str, asyncio.Event] = {
+            s: asyncio.Event() for s in ("Segments", "Videos", "Jobs", "status")
+        }
+
+    # Feeding ------------------------------------------------------------------------------------
+
+    def note_processing(self, key: Key) -> None:
+        self._seen_processing.add(key)
+
+    def enqueue(self, job: MediaJob) -> None:
+        if not job.needs_sync or self._synced.get(job.key) == job.uid:
+            return
+        pending = self._pending.get(job.key)
+        if pending is not None:
+            pending.job = job
+            return
+        item = _Pending(job=job, writes=planned_writes(job), suspect=job.key not in self._seen_processing)
+        self._pending[job.key] = item
+        self._metrics.writeback_backlog.set(len(self._pending))
+        self._wake[item.stage].set()
+
+    def kick(self, job: MediaJob) -> None:
+        """A recheck asks for the write now, not after the current backoff."""
+        self.enqueue(job)
+        pending = self._pending.get(job.key)
+        if pending is not None:
+            pending.not_before = 0.0
+            self._wake[pending.stage].set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    # Running ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for stage in ("Segments", "Videos", "Jobs"):
+                group.create_task(self._stage_loop(stage))
+            group.create_task(self._status_loop())
+
+    async def _take(self, stage: str, limit: int) -> list[_Pending]:
+        wake = self._wake[stage]
+        while True:
+            now = self._clock()
+            ready: list[_Pending] = []
+            earliest: float | None = None
+            for item in self._pending.values():
+                if item.stage != stage:
+                    continue
+                if item.not_before <= now:
+                    ready.append(item)
+                    if len(ready) == limit:
+                        break
+                elif earliest is None or item.not_before < earliest:
+                    earliest = item.not_before
+            if ready:
+                return ready
+            wake.clear()
+            timeout = None if earliest is None else max(earliest - now, 0.0)
+            await wait_event(wake, timeout)
+
+    async def _stage_loop(self, stage: str) -> None:
+        while True:
+            batch = await self._take(stage, MAX_RECORDS_PER_WRITE)
+            await self._write_batch(stage, batch)
+
+    async def _write_batch(self, stage: str, batch: list[_Pending]) -> None:
+        table = self._tables.jobs if stage == "Jobs" else self._tables.physical(stage)
+        suspects = [item for item in batch if item.suspect]
+        if suspects:
+            try:
+                current = await self._airtable.get_records(
+                    table,
+                    [i.writes[0].record_id for i in suspects],
+                    fields=sorted({f for i in suspects for f in i.writes[0].fields}),
+                )
+            except AirtableError as exc:
+                for item in batch:
+                    self._failed(item, exc)
+                return
+            for item in suspects:
+                write = item.writes[0]
+                if already_written(write, current.get(write.record_id)):
+                    logs.for_job(log, item.job).info(
+                        "%s row %s already up to date; not writing it again", stage, write.record_id
+                    )
+                    self._advance(item)
+                else:
+                    item.suspect = False
+            batch = [item for item in batch if item.stage == stage]
+        if not batch:
+            return
+        try:
+            await self._airtable.update_records(
+                table, [(i.writes[0].record_id, i.writes[0].fields) for i in batch]
+            )
+        except AirtableRejected as exc:
+            if len(batch) == 1:
+                self._failed(batch[0], exc)
+                return
+            # One bad record rejects the whole request: write one by one to isolate it.
+            for item in batch:
+                await self._write_batch(stage, [item])
+            return
+        except AirtableError as exc:
+            for item in batch:
+                item.suspect = True  # it may have been applied before the error
+                self._failed(item, exc)
+            return
+        for item in batch:
+            self._advance(item)
+
+    def _advance(self, item: _Pending) -> None:
+        item.writes.pop(0)
+        item.attempts = 0
+        item.not_before = 0.0
+        self._wake[item.stage].set()
+
+    def _failed(self, item: _Pending, error: Exception) -> None:
+        item.attempts += 1
+        kind = "rejected" if isinstance(error, AirtableRejected) else "unavailable"
+        self._metrics.writeback_errors.labels(kind=kind).inc()
+        delay = backoff_delay(item.attempts - 1, base=self._retry_base, cap=self._retry_cap, rng=self._rng)
+        item.not_before = self._clock() + delay
+        jlog = logs.for_job(log, item.job)
+        jlog.warning(
+            "Airtable write-back failed (attempt %d), retry in %.0f s: %s", item.attempts, delay, error
+        )
+        if item.attempts >= PERSISTENT_FAILURES and not item.reported:
+            item.reported = True
+            task = asyncio.create_task(self._report(item.job, str(error)))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _report(self, job: MediaJob, error: str) -> None:
+        message = f"Airtable write-back keeps failing (will keep retrying): {error}"
+        await self._events.record(job, warning=True, reason="AirtableWriteFailing", message=message)
+        try:
+            await self._kube.patch_mediajob_status(
+                job.namespace,
+                job.name,
+                sync_error_status(job, now=self._now(), error=message),
+                resource_version=None,
+            )
+        except KubeError as exc:
+            logs.for_job(log, job).warning("could not record the write-back error: %s", exc)
+
+    async def _status_loop(self) -> None:
+        while True:
+            batch = await self._take("status", 20)
+            await asyncio.gather(*(self._mark_synced(item) for item in batch))
+
+    async def _mark_synced(self, item: _Pending) -> None:
+        job = self._store.get(item.job.key) or item.job
+        try:
+            raw = await self._kube.patch_mediajob_status(
+                job.namespace, job.name, synced_status(job, now=self._now()), resource_version=None
+            )
+        except NotFound:
+            self._done(item)
+            return
+        except KubeError as exc:
+            self._failed(item, exc)
+            return
+        self._done(item)
+        self._store.put(MediaJob.from_object(raw))
+        logs.for_job(log, job).info("Airtable holds the result; marked synced")
+
+    def _done(self, item: _Pending) -> None:
+        self._synced[item.job.key] = item.job.uid
+        self._pending.pop(item.job.key, None)
+        self._metrics.writeback_backlog.set(len(self._pending))

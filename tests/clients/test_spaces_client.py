@@ -1,0 +1,93 @@
+"""SpacesClient against the Spaces simulator over loopback HTTP."""
+
+import time
+
+import pytest
+
+from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesClient, SpacesUnknown, UnsafeUrlError
+from controller.sandbox import SpacesSimulator
+
+
+async def test_found_with_last_modified_and_size(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:
+    at = time.time() - 5
+    spaces_sim.put_object("abc.mp4", size=20133, at=at)
+    result = await spaces.head(f"{spaces_sim.base_url}/abc.mp4")
+    assert isinstance(result, ObjectFound)
+    assert result.size == 20133
+    assert result.last_modified is not None
+    assert abs(result.last_modified.timestamp() - at) < 1
+
+
+async def test_not_yet_there_is_missing(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:
+    spaces_sim.put_object("later.mp4", at=time.time() + 60)
+    assert await spaces.head(f"{spaces_sim.base_url}/later.mp4") == ObjectMissing(f"{spaces_sim.base_url}/later.mp4", 404)
+
+
+async def test_403_is_missing_as_on_public_spaces_buckets() -> None:
+    async with SpacesSimulator(missing_status=403) as sim:
+        client = SpacesClient(sim.base_url)
+        try:
+            assert await client.head(f"{sim.base_url}/x.mp4") == ObjectMissing(f"{sim.base_url}/x.mp4", 403)
+        finally:
+            await client.close()
+
+
+async def test_slow_down_is_a_retry_never_missing(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:
+    spaces_sim.put_object("a.mp4")
+    spaces_sim.slow_down_next(1)
+    url = f"{spaces_sim.base_url}/a.mp4"
+    assert await spaces.head(url) == SpacesUnknown(url, "503 Slow Down")
+    assert isinstance(await spaces.head(url), ObjectFound)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("500", "HTTP 500"), ("502", "HTTP 502"), ("hang", "timeout"), ("drop", "connection error: RemoteProtocolError")],
+)
+async def test_faults_are_unknown(spaces_sim: SpacesSimulator, spaces: SpacesClient, fault: str, reason: str) -> None:
+    spaces_sim.put_object("a.mp4")
+    if fault == "hang":
+        spaces_sim.faults.hang_next(1, 2.0)
+    elif fault == "drop":
+        spaces_sim.faults.drop_next(1)
+    else:
+        spaces_sim.faults.fail_next(1, int(fault))
+    url = f"{spaces_sim.base_url}/a.mp4"
+    assert await spaces.head(url) == SpacesUnknown(url, reason)
+
+
+async def test_closed_port_is_unknown() -> None:
+    client = SpacesClient("http://127.0.0.1:9/bucket", timeout=0.5)
+    try:
+        result = await client.head("http://127.0.0.1:9/bucket/a.mp4")
+    finally:
+        await client.close()
+    assert isinstance(result, SpacesUnknown)
+    assert result.reason.startswith("connection error")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "https://{host}/phi-bucket/a.mp4",  # other scheme
+        "http://evil.example/phi-bucket/a.mp4",  # other host
+        "http://{host}.evil.example/phi-bucket/a.mp4",
+        "http://user:pw@{host}/phi-bucket/a.mp4",
+        "http://{host}/phi-bucket/../secret",
+        "http://{host}/phi-bucket/%2e%2e/secret",
+        "http://{host}/phi-bucket/a/../../b",
+        "http://{host}/other-bucket/a.mp4",
+        "http://{host}/phi-bucket/a.mp4?x-id=GetObject",
+        "http://{host}/phi-bucket/",
+        "http://{host}/phi-bucket//etc/passwd",
+        "file:///etc/passwd",
+        "gopher://{host}/phi-bucket/a.mp4",
+    ],
+)
+async def test_foreign_urls_are_refused_before_any_request(
+    spaces_sim: SpacesSimulator, spaces: SpacesClient, path: str
+) -> None:
+    host = spaces_sim.url.removeprefix("http://")
+    with pytest.raises(UnsafeUrlError):
+        await spaces.head(path.format(host=host))
+    assert spaces_sim.count() == 0

@@ -1,0 +1,139 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.clients.nca import NcaFailed, NcaNotFound, NcaPending, NcaSucceeded, NcaUnknown
+from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesUnknown
+from controller.decide import (
+    Complete,
+    Decision,
+    EndedInAirtable,
+    Fail,
+    Ignore,
+    Observation,
+    TimeOut,
+    Wait,
+    decide,
+    decide_airtable_row,
+    decide_webhook,
+    should_ask_nca,
+)
+from tests.unit.helpers import NOW, job
+
+URL = "https://bucket.example/b/x.mp4"
+LM = datetime(2026, 11, 29, 11, 58, tzinfo=UTC)
+DAY = timedelta(hours=24)
+YOUNG = timedelta(minutes=10)
+OLD = timedelta(hours=25)
+
+
+@pytest.mark.parametrize(
+    ("age", "seen", "expected"),
+    [
+        (YOUNG, Observation(ObjectFound(URL, LM, 10)), Complete(URL, "spaces", LM)),
+        (OLD, Observation(ObjectFound(URL, LM, 10)), Complete(URL, "spaces", LM)),  # found beats timeout
+        (YOUNG, Observation(ObjectMissing(URL, 404), NcaSucceeded((URL, "u2"))), Complete(URL, "nca-status")),
+        (
+            YOUNG,
+            Observation(ObjectMissing(URL, 403), NcaFailed(500, "boom")),
+            Fail("NCA reported the job failed (code 500): boom"),
+        ),
+        (YOUNG, Observation(ObjectMissing(URL, 404), NcaPending("queued")), Wait("NCA says queued")),
+        (YOUNG, Observation(ObjectMissing(URL, 404), NcaPending("running")), Wait("NCA says running")),
+        (
+            YOUNG,
+            Observation(ObjectMissing(URL, 404), NcaNotFound()),
+            Wait("output not on Spaces yet; NCA does not know the job (404)"),
+        ),
+        (YOUNG, Observation(ObjectMissing(URL, 404), None), Wait("output not on Spaces yet")),
+        (
+            YOUNG,
+            Observation(SpacesUnknown(URL, "503 Slow Down"), None),
+            Wait("Spaces: 503 Slow Down", error=True),
+        ),
+        (
+            YOUNG,
+            Observation(ObjectMissing(URL, 404), NcaUnknown("HTTP 500")),
+            Wait("NCA: HTTP 500", error=True),
+        ),
+        (
+            YOUNG,
+            Observation(SpacesUnknown(URL, "timeout"), NcaUnknown("timeout")),
+            Wait("Spaces: timeout; NCA: timeout", error=True),
+        ),
+        (
+            OLD,
+            Observation(ObjectMissing(URL, 404), NcaNotFound()),
+            TimeOut("no output after 24 h (1 checks)"),
+        ),
+        (OLD, Observation(ObjectMissing(URL, 404), None), TimeOut("no output after 24 h (1 checks)")),
+        (OLD, Observation(None, NcaPending("queued")), TimeOut("no output after 24 h (1 checks)")),
+        # an inconclusive check never times a job out: it might have been done all along
+        (OLD, Observation(SpacesUnknown(URL, "timeout"), None), Wait("Spaces: timeout", error=True)),
+        (OLD, Observation(None, NcaUnknown("timeout")), Wait("NCA: timeout", error=True)),
+        (
+            OLD,
+            Observation(ObjectMissing(URL, 404), NcaFailed(500, "x")),
+            Fail("NCA reported the job failed (code 500): x"),
+        ),
+    ],
+)
+def test_decide(age: timedelta, seen: Observation, expected: Decision) -> None:
+    assert decide(job(age=age), seen, now=NOW, max_age=DAY) == expected
+
+
+@pytest.mark.parametrize("phase", ["Completed", "Failed", "TimedOut"])
+def test_an_ended_job_ignores_late_answers(phase: str) -> None:
+    ended = job(status={"phase": phase})
+    assert isinstance(decide(ended, Observation(ObjectFound(URL, None, None)), now=NOW, max_age=DAY), Ignore)
+    assert isinstance(decide_webhook(ended, NcaSucceeded((URL,))), Ignore)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (NcaSucceeded((URL,)), Complete(URL, "webhook")),
+        (
+            NcaFailed(500, "404 Client Error"),
+            Fail("NCA reported the job failed (code 500): 404 Client Error"),
+        ),
+    ],
+)
+def test_decide_webhook(outcome: NcaSucceeded | NcaFailed, expected: Decision) -> None:
+    assert decide_webhook(job(), outcome) == expected
+
+
+@pytest.mark.parametrize(
+    ("spaces", "due", "ask"),
+    [
+        (ObjectFound(URL, None, None), True, False),
+        (ObjectMissing(URL, 404), True, True),
+        (ObjectMissing(URL, 404), False, False),
+        (SpacesUnknown(URL, "503"), True, True),
+        (None, True, True),
+        (None, False, False),
+    ],
+)
+def test_nca_is_asked_only_when_spaces_cannot_answer(spaces: object, due: bool, ask: bool) -> None:
+    assert should_ask_nca(spaces, nca_due=due) is ask  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (None, EndedInAirtable("Failed", "the Jobs row was deleted in Airtable")),
+        (
+            {"Status": "completed"},
+            EndedInAirtable("Completed", "the Jobs row was marked completed in Airtable"),
+        ),
+        (
+            {"Status": "completed", "Response Payload": '{"output_url": "https://x/y.mp4"}'},
+            EndedInAirtable("Completed", "the Jobs row was marked completed in Airtable", "https://x/y.mp4"),
+        ),
+        ({"Status": "failed"}, EndedInAirtable("Failed", "the Jobs row was set to 'failed' in Airtable")),
+        ({"Status": "pending"}, EndedInAirtable("Failed", "the Jobs row was set to 'pending' in Airtable")),
+        ({"Status": "processing"}, Wait("the Jobs row is processing again")),
+    ],
+)
+def test_decide_airtable_row(row: dict[str, object] | None, expected: Decision) -> None:
+    assert decide_airtable_row(job(), row) == expected

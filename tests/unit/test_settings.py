@@ -1,0 +1,129 @@
+from datetime import timedelta
+
+import pytest
+
+from controller.settings import Secret, Settings, SettingsError
+
+BASE = {
+    "AIRTABLE_API_KEY": "patSECRETairtable000",
+    "AIRTABLE_BASE_ID": "appABCDEFGHIJKLMN",
+    "NCA_API_URL": "http://127.0.0.1:8000",
+    "NCA_API_KEY": "ncaSECRETkey0000",
+    "WEBHOOK_TOKEN": "hookSECRETtoken000",
+}
+
+
+def load(**overrides: str) -> Settings:
+    env = {**BASE, **overrides}
+    return Settings.from_env({k: v for k, v in env.items() if v != "<unset>"})
+
+
+def test_defaults_follow_the_seed() -> None:
+    s = load()
+    assert s.polling_interval == timedelta(minutes=2)
+    assert s.polling_max_age == timedelta(hours=24)
+    assert s.polling_batch_size == 10
+    assert s.polling_enabled is True
+    assert s.airtable_api_url == "https://api.airtable.com"
+    assert (s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table) == (
+        "Jobs",
+        "Segments",
+        "Videos",
+    )
+    assert s.spaces_base_url == "https://phi-bucket.nyc3.digitaloceanspaces.com/phi-bucket"
+    assert s.http_port == 8080
+    assert (s.lease_duration, s.lease_renew_deadline, s.lease_retry_period) == (
+        timedelta(seconds=15),
+        timedelta(seconds=10),
+        timedelta(seconds=2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("POLLING_INTERVAL_MINUTES", "0.05", timedelta(seconds=3)),
+        ("POLLING_INTERVAL_MINUTES", "2", timedelta(minutes=2)),
+        ("POLLING_MAX_AGE_HOURS", "0.001", timedelta(seconds=3.6)),
+        ("POLLING_MAX_AGE_HOURS", "1.5", timedelta(minutes=90)),
+    ],
+)
+def test_decimals_are_accepted_for_minutes_and_hours(name: str, value: str, expected: timedelta) -> None:
+    s = load(**{name: value})
+    got = s.polling_interval if name.startswith("POLLING_INTERVAL") else s.polling_max_age
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("AIRTABLE_API_KEY", "<unset>", "required"),
+        ("AIRTABLE_BASE_ID", "<unset>", "required"),
+        ("NCA_API_URL", "<unset>", "required"),
+        ("NCA_API_KEY", "<unset>", "required"),
+        ("WEBHOOK_TOKEN", "<unset>", "required"),
+        ("AIRTABLE_BASE_ID", "base1", "base id"),
+        ("NCA_API_URL", "ftp://nca", "http or https"),
+        ("NCA_API_URL", "http://user:pw@nca", "credentials"),
+        ("SPACES_BASE_URL", "not a url", "http or https"),
+        ("AIRTABLE_API_URL", "https://x/?q=1", "query"),
+        ("POLLING_INTERVAL_MINUTES", "two", "number"),
+        ("POLLING_INTERVAL_MINUTES", "0", "positive"),
+        ("POLLING_INTERVAL_MINUTES", "-1", "positive"),
+        ("POLLING_INTERVAL_MINUTES", "nan", "positive"),
+        ("POLLING_MAX_AGE_HOURS", "inf", "positive"),
+        ("POLLING_BATCH_SIZE", "1.5", "whole number"),
+        ("POLLING_BATCH_SIZE", "0", "between"),
+        ("POLLING_ENABLED", "maybe", "true or false"),
+        ("HTTP_PORT", "70000", "between"),
+        ("WATCH_NAMESPACE", "Bad_NS", "DNS-1123"),
+        ("AIRTABLE_JOBS_TABLE", "Jobs/../x", "table name"),
+        ("LEASE_RENEW_DEADLINE_SECONDS", "20", "shorter than LEASE_DURATION"),
+    ],
+)
+def test_a_bad_variable_is_named_in_one_clear_line(name: str, value: str, words: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(**{name: value})
+    message = str(info.value)
+    assert info.value.name == name
+    assert message.startswith(name + ":")
+    assert words in message
+    assert "\n" not in message
+
+
+def test_leader_election_needs_a_pod_name_and_a_namespace() -> None:
+    with pytest.raises(SettingsError, match="POD_NAME"):
+        load(LEADER_ELECTION_ENABLED="true", LEASE_NAMESPACE="ops")
+    with pytest.raises(SettingsError, match="LEASE_NAMESPACE"):
+        load(LEADER_ELECTION_ENABLED="true", POD_NAME="pod-1")
+    s = load(LEADER_ELECTION_ENABLED="true", POD_NAME="pod-1", WATCH_NAMESPACE="media")
+    assert (s.lease_namespace, s.pod_name, s.lease_name) == ("media", "pod-1", "mediajob-controller")
+
+
+def test_the_in_cluster_namespace_is_the_lease_namespace_of_last_resort() -> None:
+    env = {**BASE, "LEADER_ELECTION_ENABLED": "true", "POD_NAME": "p"}
+    assert Settings.from_env(env, in_cluster_namespace="mediajob-system").lease_namespace == "mediajob-system"
+
+
+@pytest.mark.parametrize("name", ["AIRTABLE_API_KEY", "NCA_API_KEY", "WEBHOOK_TOKEN"])
+def test_a_malformed_secret_is_reported_without_its_value(name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(**{name: "leaky value with spaces"})
+    assert name in str(info.value)
+    assert "leaky" not in str(info.value)
+
+
+def test_secrets_never_print() -> None:
+    s = load()
+    text = repr(s) + str(s)
+    for secret in s.secrets:
+        assert secret not in text
+    assert repr(Secret("abc")) == "Secret('***')"
+    assert set(s.secrets) == {BASE["AIRTABLE_API_KEY"], BASE["NCA_API_KEY"], BASE["WEBHOOK_TOKEN"]}
+
+
+def test_urls_lose_their_trailing_slash() -> None:
+    assert (
+        load(SPACES_BASE_URL="http://127.0.0.1:9000/bucket/").spaces_base_url
+        == "http://127.0.0.1:9000/bucket"
+    )
