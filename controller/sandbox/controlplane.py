@@ -34,6 +34,11 @@ BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 _PR_SET_PDEATHSIG = 1
 
 
+class KubectlError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
+
+
 def build_binaries() -> Path:
     """Build (or reuse) the binaries; returns their directory. The first build takes minutes."""
     override = os.environ.get("MEDIAJOB_CONTROLPLANE_BIN")
@@ -52,9 +57,9 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """Children get SIGTERM if the test process dies, so no etcd or apiserver is left behind."""
+    """Children are killed if the process that started them dies, so nothing is left behind."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ControlPlane:
@@ -202,7 +207,7 @@ class ControlPlane:
             [str(self.kubectl_path), *args], capture_output=True, text=True, input=input, env=env, timeout=120
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+            raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
     def stop(self) -> None:

@@ -11,7 +11,10 @@ from tests.clients.conftest import AIRTABLE_KEY, BASE
 
 
 def seed(sim: AirtableSimulator, n: int, status: str = "processing") -> list[str]:
-    return [sim.add_record(BASE, "Jobs", {"Status": status, "External Job ID": f"job-{i}", "Notes": "n"}) for i in range(n)]
+    return [
+        sim.add_record(BASE, "Jobs", {"Status": status, "External Job ID": f"job-{i}", "Notes": "n"})
+        for i in range(n)
+    ]
 
 
 def client_for(sim: AirtableSimulator, **overrides: object) -> AirtableClient:
@@ -34,7 +37,9 @@ async def test_list_is_one_request_per_100_rows_with_only_the_asked_fields(
 ) -> None:
     ids = seed(airtable_sim, 250)
     seed(airtable_sim, 30, status="completed")
-    records = await airtable.list_records("Jobs", formula="{Status}='processing'", fields=["Status", "External Job ID"])
+    records = await airtable.list_records(
+        "Jobs", formula="{Status}='processing'", fields=["Status", "External Job ID"]
+    )
     assert [r["id"] for r in records] == ids
     assert all(set(r["fields"]) == {"Status", "External Job ID"} for r in records)
     assert airtable_sim.count("GET") == 3
@@ -42,14 +47,16 @@ async def test_list_is_one_request_per_100_rows_with_only_the_asked_fields(
 
 async def test_get_records_by_id(airtable_sim: AirtableSimulator, airtable: AirtableClient) -> None:
     ids = seed(airtable_sim, 120)
-    wanted = ids[::2] + ["recMISSINGaaaaaaa"]
+    wanted = [*ids[::2], "recMISSINGaaaaaaa"]
     found = await airtable.get_records("Jobs", wanted, fields=["External Job ID"])
     assert set(found) == set(ids[::2])
     assert found[ids[0]] == {"External Job ID": "job-0"}
     assert airtable_sim.count() == 2  # 61 ids in chunks of 50
 
 
-async def test_updates_go_in_batches_of_ten(airtable_sim: AirtableSimulator, airtable: AirtableClient) -> None:
+async def test_updates_go_in_batches_of_ten(
+    airtable_sim: AirtableSimulator, airtable: AirtableClient
+) -> None:
     ids = seed(airtable_sim, 25)
     await airtable.update_records("Jobs", [(rid, {"Status": "completed"}) for rid in ids])
     assert airtable_sim.count("PATCH") == 3
@@ -59,7 +66,9 @@ async def test_updates_go_in_batches_of_ten(airtable_sim: AirtableSimulator, air
     assert airtable_sim.get_fields(BASE, "Jobs", ids[0])["Notes"] == "n"  # PATCH merges
 
 
-async def test_the_limiter_keeps_the_base_under_5_per_second(airtable_sim: AirtableSimulator, airtable: AirtableClient) -> None:
+async def test_the_limiter_keeps_the_base_under_5_per_second(
+    airtable_sim: AirtableSimulator, airtable: AirtableClient
+) -> None:
     ids = seed(airtable_sim, 1)
     start = time.monotonic()
     await asyncio.gather(*(airtable.update_records("Jobs", [(ids[0], {"Notes": str(i)})]) for i in range(12)))
@@ -72,9 +81,13 @@ async def test_the_limiter_keeps_the_base_under_5_per_second(airtable_sim: Airta
 async def test_a_429_waits_out_the_penalty_and_succeeds(airtable_sim: AirtableSimulator) -> None:
     ids = seed(airtable_sim, 1)
     hits: list[float] = []
-    client = client_for(airtable_sim, requests_per_second=100, on_rate_limited=lambda: hits.append(time.monotonic()))
+    client = client_for(
+        airtable_sim, requests_per_second=100, on_rate_limited=lambda: hits.append(time.monotonic())
+    )
     try:
-        await asyncio.gather(*(client.update_records("Jobs", [(ids[0], {"Notes": str(i)})]) for i in range(10)))
+        await asyncio.gather(
+            *(client.update_records("Jobs", [(ids[0], {"Notes": str(i)})]) for i in range(10))
+        )
     finally:
         await client.close()
     assert airtable_sim.rate_limited >= 1
@@ -97,7 +110,9 @@ async def test_the_429_penalty_is_waited_not_hammered(airtable_sim: AirtableSimu
 
 
 @pytest.mark.parametrize("fault", ["500", "502", "503", "hang", "drop"])
-async def test_transient_faults_are_retried_with_backoff(airtable_sim: AirtableSimulator, airtable: AirtableClient, fault: str) -> None:
+async def test_transient_faults_are_retried_with_backoff(
+    airtable_sim: AirtableSimulator, airtable: AirtableClient, fault: str
+) -> None:
     ids = seed(airtable_sim, 1)
     if fault == "hang":
         airtable_sim.faults.hang_next(2, 3.0)
@@ -124,8 +139,14 @@ async def test_persistent_5xx_gives_up_with_unavailable(airtable_sim: AirtableSi
 
 async def test_nothing_listening_is_unavailable() -> None:
     client = AirtableClient(
-        api_key=AIRTABLE_KEY, base_id=BASE, api_url="http://127.0.0.1:9", requests_per_second=50,
-        penalty_seconds=1, max_attempts=2, backoff_base=0.01, backoff_cap=0.01,
+        api_key=AIRTABLE_KEY,
+        base_id=BASE,
+        api_url="http://127.0.0.1:9",
+        requests_per_second=50,
+        penalty_seconds=1,
+        max_attempts=2,
+        backoff_base=0.01,
+        backoff_cap=0.01,
     )
     try:
         with pytest.raises(AirtableUnavailable, match="cannot reach Airtable"):
@@ -134,10 +155,14 @@ async def test_nothing_listening_is_unavailable() -> None:
         await client.close()
 
 
-async def test_a_rejected_request_is_not_retried(airtable_sim: AirtableSimulator, airtable: AirtableClient) -> None:
+async def test_a_rejected_request_is_not_retried(
+    airtable_sim: AirtableSimulator, airtable: AirtableClient
+) -> None:
     ids = seed(airtable_sim, 1)
     with pytest.raises(AirtableRejected) as info:
-        await airtable.update_records("Jobs", [(ids[0], {"Status": "completed"}), ("recNOPEaaaaaaaaaa", {"Status": "x"})])
+        await airtable.update_records(
+            "Jobs", [(ids[0], {"Status": "completed"}), ("recNOPEaaaaaaaaaa", {"Status": "x"})]
+        )
     assert info.value.status == 422
     assert airtable_sim.count("PATCH") == 1
     assert airtable_sim.writes_for(ids[0]) == 0  # the batch is all or nothing

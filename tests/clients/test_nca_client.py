@@ -19,7 +19,6 @@ from controller.clients.nca import (
 from controller.naming import UnsafeIdError
 from controller.sandbox import NcaSimulator
 from controller.sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
-from tests.clients.conftest import NCA_KEY
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "nca-samples"
 JOB = "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba"
@@ -48,7 +47,9 @@ async def test_string_response_endpoints(nca_sim: NcaSimulator, nca: NcaClient, 
 async def test_failed_job_is_done_with_another_code(nca_sim: NcaSimulator, nca: NcaClient) -> None:
     nca_sim.add_job(JOB, endpoint=COMPOSE, caller_id=REC)
     nca_sim.finish_now(JOB, fail_message="404 Client Error: File not found for url: http://x/missing.mp4")
-    assert await nca.job_status(JOB) == NcaFailed(500, "404 Client Error: File not found for url: http://x/missing.mp4")
+    assert await nca.job_status(JOB) == NcaFailed(
+        500, "404 Client Error: File not found for url: http://x/missing.mp4"
+    )
 
 
 async def test_unknown_and_forgotten_jobs_are_not_found(nca_sim: NcaSimulator, nca: NcaClient) -> None:
@@ -79,7 +80,9 @@ async def test_wrong_key_is_unknown_and_never_shows_the_key(nca_sim: NcaSimulato
         ("drop", NcaUnknown("connection error: RemoteProtocolError")),
     ],
 )
-async def test_faults_are_unknown(nca_sim: NcaSimulator, nca: NcaClient, fault: str, expected: NcaUnknown) -> None:
+async def test_faults_are_unknown(
+    nca_sim: NcaSimulator, nca: NcaClient, fault: str, expected: NcaUnknown
+) -> None:
     nca_sim.add_job(JOB, endpoint=COMPOSE, caller_id=REC)
     if fault == "hang":
         nca_sim.faults.hang_next(1, 2.0)
@@ -97,10 +100,22 @@ async def test_faults_are_unknown(nca_sim: NcaSimulator, nca: NcaClient, fault: 
         ("[1, 2, 3]", "status answer has no 'response' object"),
         ({"response": "done"}, "status answer has no 'response' object"),
         ({"response": {"job_status": "exploded"}}, "unexpected job_status 'exploded'"),
-        ({"response": {"job_status": "done", "response": None}}, "done, but payload must be an object, not NoneType"),
-        ({"response": {"job_status": "done", "response": {"code": "200"}}}, "done, but payload 'code' must be an integer"),
-        ({"response": {"job_status": "done", "response": {"code": 200, "response": []}}}, "done, but payload with code 200 has no output URL in 'response'"),
-        ({"response": {"job_status": "done", "response": {"code": 200, "response": "ftp://x"}}}, "done, but payload with code 200 has no output URL in 'response'"),
+        (
+            {"response": {"job_status": "done", "response": None}},
+            "done, but payload must be an object, not NoneType",
+        ),
+        (
+            {"response": {"job_status": "done", "response": {"code": "200"}}},
+            "done, but payload 'code' must be an integer",
+        ),
+        (
+            {"response": {"job_status": "done", "response": {"code": 200, "response": []}}},
+            "done, but payload with code 200 has no output URL in 'response'",
+        ),
+        (
+            {"response": {"job_status": "done", "response": {"code": 200, "response": "ftp://x"}}},
+            "done, but payload with code 200 has no output URL in 'response'",
+        ),
     ],
 )
 async def test_unexpected_shapes_are_clear_errors_not_crashes(
@@ -124,9 +139,20 @@ def sample(name: str) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("30_webhook_compose.json", NcaSucceeded(("http://127.0.0.1:9000/phi-bucket/d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba_output_0.mp4",))),
-        ("30_webhook_concatenate.json", NcaSucceeded(("http://127.0.0.1:9000/phi-bucket/12e656b0-7545-4cc8-b2cc-ec2c61dd07e4.mp4",))),
-        ("30_webhook_audio_mixing.json", NcaSucceeded(("http://127.0.0.1:9000/phi-bucket/9f61efc1-3c67-4beb-9ff4-625c85fa8fbd.mp4",))),
+        (
+            "30_webhook_compose.json",
+            NcaSucceeded(
+                ("http://127.0.0.1:9000/phi-bucket/d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba_output_0.mp4",)
+            ),
+        ),
+        (
+            "30_webhook_concatenate.json",
+            NcaSucceeded(("http://127.0.0.1:9000/phi-bucket/12e656b0-7545-4cc8-b2cc-ec2c61dd07e4.mp4",)),
+        ),
+        (
+            "30_webhook_audio_mixing.json",
+            NcaSucceeded(("http://127.0.0.1:9000/phi-bucket/9f61efc1-3c67-4beb-9ff4-625c85fa8fbd.mp4",)),
+        ),
         (
             "30_webhook_compose_2outputs_metadata.json",
             NcaSucceeded(
@@ -136,8 +162,14 @@ def sample(name: str) -> dict[str, object]:
                 )
             ),
         ),
-        ("30_webhook_fail_compose_404.json", NcaFailed(500, "404 Client Error: File not found for url: http://127.0.0.1:8000/missing.mp4")),
-        ("30_webhook_fail_concatenate_404.json", NcaFailed(500, "404 Client Error: File not found for url: http://127.0.0.1:8000/missing.mp4")),
+        (
+            "30_webhook_fail_compose_404.json",
+            NcaFailed(500, "404 Client Error: File not found for url: http://127.0.0.1:8000/missing.mp4"),
+        ),
+        (
+            "30_webhook_fail_concatenate_404.json",
+            NcaFailed(500, "404 Client Error: File not found for url: http://127.0.0.1:8000/missing.mp4"),
+        ),
     ],
 )
 def test_recorded_webhooks(name: str, expected: object) -> None:
@@ -161,7 +193,9 @@ def test_recorded_status_answers(name: str, kind: type) -> None:
     assert isinstance(parse_status_body(sample(name)), kind)
 
 
-@pytest.mark.parametrize("payload", [None, [], "x", {"code": True}, {"code": 200}, {"code": 200, "response": [{"url": "x"}]}])
+@pytest.mark.parametrize(
+    "payload", [None, [], "x", {"code": True}, {"code": 200}, {"code": 200, "response": [{"url": "x"}]}]
+)
 def test_bad_payloads_raise_payload_error(payload: object) -> None:
     with pytest.raises(PayloadError):
         parse_result_payload(payload)

@@ -20,7 +20,9 @@ async def test_found_with_last_modified_and_size(spaces_sim: SpacesSimulator, sp
 
 async def test_not_yet_there_is_missing(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:
     spaces_sim.put_object("later.mp4", at=time.time() + 60)
-    assert await spaces.head(f"{spaces_sim.base_url}/later.mp4") == ObjectMissing(f"{spaces_sim.base_url}/later.mp4", 404)
+    assert await spaces.head(f"{spaces_sim.base_url}/later.mp4") == ObjectMissing(
+        f"{spaces_sim.base_url}/later.mp4", 404
+    )
 
 
 async def test_403_is_missing_as_on_public_spaces_buckets() -> None:
@@ -42,9 +44,16 @@ async def test_slow_down_is_a_retry_never_missing(spaces_sim: SpacesSimulator, s
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [("500", "HTTP 500"), ("502", "HTTP 502"), ("hang", "timeout"), ("drop", "connection error: RemoteProtocolError")],
+    [
+        ("500", "HTTP 500"),
+        ("502", "HTTP 502"),
+        ("hang", "timeout"),
+        ("drop", "connection error: RemoteProtocolError"),
+    ],
 )
-async def test_faults_are_unknown(spaces_sim: SpacesSimulator, spaces: SpacesClient, fault: str, reason: str) -> None:
+async def test_faults_are_unknown(
+    spaces_sim: SpacesSimulator, spaces: SpacesClient, fault: str, reason: str
+) -> None:
     spaces_sim.put_object("a.mp4")
     if fault == "hang":
         spaces_sim.faults.hang_next(1, 2.0)

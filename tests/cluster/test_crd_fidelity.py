@@ -1,0 +1,160 @@
+"""The project's CRD on a real API server: validation, printer columns, status subresource, conflicts."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.clients.kube import Conflict, KubeClient
+from controller.sandbox.controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def manifest(name: str, **spec: object) -> str:
+    body = {
+        "apiVersion": "media.phi.dev/v1alpha1",
+        "kind": "MediaJob",
+        "metadata": {"name": name},
+        "spec": {
+            "airtableRecordId": "recAbCdEfGhIjKlMn",
+            "externalJobId": "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba",
+            "operation": "combine",
+            "submittedAt": "2026-11-28T17:41:05Z",
+            "target": {"table": "Segments", "recordId": "recSEGaaaaaaaaaaa"},
+            **spec,
+        },
+    }
+    return json.dumps(body)
+
+
+def test_the_crd_applies_cleanly_again(controlplane: ControlPlane) -> None:
+    result = controlplane.kubectl("apply", "-f", str(REPO / "crds"))
+    assert "mediajobs.media.phi.dev" in result.stdout
+    names = controlplane.kubectl("api-resources", "--api-group=media.phi.dev", "-o", "wide").stdout
+    assert "mj" in names
+    assert "media" in names
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"airtableRecordId": "rec123"}, "spec.airtableRecordId in body should match '^rec[A-Za-z0-9]{14}$'"),
+        ({"externalJobId": "../../etc"}, "spec.externalJobId in body should match"),
+        ({"submittedAt": None}, "spec.submittedAt: Required value"),
+        (
+            {"target": {"table": "Jobs", "recordId": "recSEGaaaaaaaaaaa"}},
+            'spec.target.table: Unsupported value: "Jobs"',
+        ),
+        ({"suspend": "yes"}, "spec.suspend: Invalid value"),
+    ],
+)
+def test_an_invalid_mediajob_is_rejected_with_the_schema_message(
+    controlplane: ControlPlane, namespace: str, spec: dict[str, object], message: str
+) -> None:
+    body = json.loads(manifest("bad"))
+    body["spec"].update(spec)
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    result = controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_printer_columns_with_both_names(controlplane: ControlPlane, namespace: str) -> None:
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("recabcdefghijklmn-0001"))
+    status = {
+        "status": {
+            "phase": "Completed",
+            "completedVia": "webhook",
+            "conditions": [
+                {
+                    "type": "Synced",
+                    "status": "True",
+                    "reason": "AirtableUpdated",
+                    "message": "ok",
+                    "lastTransitionTime": "2026-11-29T00:00:00Z",
+                }
+            ],
+        }
+    }
+    controlplane.kubectl(
+        "patch",
+        "mj",
+        "recabcdefghijklmn-0001",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    for resource in ("mediajobs", "mj", "media"):
+        lines = controlplane.kubectl("get", resource, "-n", namespace).stdout.splitlines()
+        assert lines[0].split() == ["NAME", "PHASE", "OPERATION", "EXTERNAL-ID", "VIA", "SYNCED", "AGE"]
+        row = lines[1].split()
+        assert row[:6] == [
+            "recabcdefghijklmn-0001",
+            "Completed",
+            "combine",
+            "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba",
+            "webhook",
+            "True",
+        ]
+
+
+async def test_status_and_spec_are_separate(controlplane: ControlPlane, namespace: str) -> None:
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("recabcdefghijklmn-0002"))
+    kube = KubeClient()
+    try:
+        # a status patch that also tries to change the spec: only the status changes
+        patched = await kube._call(
+            "PATCH",
+            f"/apis/media.phi.dev/v1alpha1/namespaces/{namespace}/mediajobs/recabcdefghijklmn-0002/status",
+            json={"spec": {"operation": "hacked"}, "status": {"phase": "Failed"}},
+            content_type="application/merge-patch+json",
+        )
+        assert patched["spec"]["operation"] == "combine"
+        assert patched["status"]["phase"] == "Failed"
+        generation = patched["metadata"]["generation"]
+        # a main-resource patch that also tries to change the status: only the spec changes
+        patched = await kube.patch_mediajob(
+            namespace, "recabcdefghijklmn-0002", {"spec": {"suspend": True}, "status": {"phase": "Completed"}}
+        )
+        assert patched["spec"]["suspend"] is True
+        assert patched["status"]["phase"] == "Failed"
+        assert patched["metadata"]["generation"] == generation + 1
+    finally:
+        await kube.close()
+
+
+async def test_a_stale_resource_version_gets_409(controlplane: ControlPlane, namespace: str) -> None:
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("recabcdefghijklmn-0003"))
+    kube = KubeClient()
+    try:
+        first = await kube.get_mediajob(namespace, "recabcdefghijklmn-0003")
+        stale = first["metadata"]["resourceVersion"]
+        await kube.patch_mediajob_status(
+            namespace, "recabcdefghijklmn-0003", {"phase": "Processing"}, resource_version=stale
+        )
+        with pytest.raises(Conflict):
+            await kube.patch_mediajob_status(
+                namespace, "recabcdefghijklmn-0003", {"phase": "Completed"}, resource_version=stale
+            )
+        current = await kube.get_mediajob(namespace, "recabcdefghijklmn-0003")
+        assert current["status"]["phase"] == "Processing"
+    finally:
+        await kube.close()
+
+
+def test_unknown_fields_are_refused_or_pruned(controlplane: ControlPlane, namespace: str) -> None:
+    body = json.loads(manifest("recabcdefghijklmn-0004"))
+    body["spec"]["surprise"] = "dropped"
+    strict = controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert strict.returncode != 0
+    assert 'unknown field "spec.surprise"' in strict.stderr
+    controlplane.kubectl("apply", "--validate=false", "-n", namespace, "-f", "-", input=json.dumps(body))
+    got = json.loads(
+        controlplane.kubectl("get", "mj", "recabcdefghijklmn-0004", "-n", namespace, "-o", "json").stdout
+    )
+    assert "surprise" not in got["spec"]
+    assert got["spec"]["suspend"] is False  # the schema default
