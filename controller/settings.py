@@ -232,7 +232,8 @@ def _batch_size(raw: str) -> int:
 
 
 def _port(raw: str) -> int:
-    return _int_between(raw, 1, 65535)
+    """0 asks the OS for a free port, as usual for servers (tests use it)."""
+    return _int_between(raw, 0, 65535)
 
 
 def _http_url(raw: str) -> str:

@@ -76,6 +76,7 @@ def test_decimals_are_accepted_for_minutes_and_hours(name: str, value: str, expe
         ("POLLING_BATCH_SIZE", "0", "between"),
         ("POLLING_ENABLED", "maybe", "true or false"),
         ("HTTP_PORT", "70000", "between"),
+        ("HTTP_PORT", "-1", "between"),
         ("WATCH_NAMESPACE", "Bad_NS", "DNS-1123"),
         ("AIRTABLE_JOBS_TABLE", "Jobs/../x", "table name"),
         ("LEASE_RENEW_DEADLINE_SECONDS", "20", "shorter than LEASE_DURATION"),
