@@ -230,7 +230,7 @@ class Runtime:
             try:
                 async for page in self.clients.kube.iter_mediajobs(self.settings.watch_namespace):
                     for item in page:
-                        self.store.observe(None, item)
+                        self.observe(None, item)
                 return
             except KubeError as exc:
                 log.warning("cannot list MediaJobs yet (%s); retrying", exc)

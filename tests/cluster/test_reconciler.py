@@ -346,3 +346,70 @@ async def test_transitions_post_events(
     seen = {(e["involvedObject"]["name"], e["type"], e["reason"]) for e in events}
     assert (resource_name(ok.record_id), "Normal", "Completed") in seen
     assert (resource_name(bad.record_id), "Warning", "Failed") in seen
+
+
+async def test_persistent_check_errors_post_one_warning_event(
+    world: World, namespace: str, kube: KubeClient, controlplane: ControlPlane
+) -> None:
+    job = world.add_job("combine", drop_webhook=True)
+    world.spaces.faults.fail_next(1000, 500)
+    world.nca_sim.faults.fail_next(1000, 502)
+    async with running(settings_for(world, namespace)):
+
+        def warned() -> bool:
+            events = json.loads(controlplane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)[
+                "items"
+            ]
+            return any(e["reason"] == "CheckFailing" for e in events)
+
+        await until(lambda: asyncio.to_thread(warned), timeout=30, every=0.5)
+        assert await phase_of(kube, namespace, job) == "Processing"
+    events = json.loads(controlplane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    failing = [e for e in events if e["reason"] == "CheckFailing"]
+    assert len(failing) == 1
+    assert "Spaces: HTTP 500" in failing[0]["message"]
+    assert "NCA: HTTP 502" in failing[0]["message"]
+
+
+async def test_a_resource_the_controller_cannot_use_gets_an_invalid_spec_event(
+    world: World, namespace: str, controlplane: ControlPlane
+) -> None:
+    body = {
+        "apiVersion": "media.phi.dev/v1alpha1",
+        "kind": "MediaJob",
+        "metadata": {"name": "by-hand"},
+        "spec": {
+            "airtableRecordId": "recAbCdEfGhIjKlMn",
+            "externalJobId": "a..b",  # the schema allows it; the controller refuses '..' in ids
+            "operation": "combine",
+            "submittedAt": "2026-11-28T17:41:05Z",
+        },
+    }
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    async with running(settings_for(world, namespace)) as runtime:
+
+        def reported() -> list[dict]:  # type: ignore[type-arg]
+            events = json.loads(controlplane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)[
+                "items"
+            ]
+            return [e for e in events if e["reason"] == "InvalidSpec"]
+
+        events = await until(lambda: asyncio.to_thread(reported), timeout=20, every=0.5)
+        assert runtime.store.get((namespace, "by-hand")) is None
+    assert "unsafe external job id" in events[0]["message"]
+    assert events[0]["type"] == "Warning"
+
+
+async def test_a_job_that_vanished_without_a_deleted_event_is_pruned(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    job = world.add_job("combine", drop_webhook=True)
+    world.nca_sim.set_status(job.job_id, "running")
+    async with running(settings_for(world, namespace)) as runtime:
+        real = await until(lambda: mediajob(kube, namespace, job))
+        phantom = json.loads(json.dumps(real))
+        phantom["metadata"].update(name="recphantomaaaaaaa-0000", uid="phantom", resourceVersion="1")
+        runtime.store.observe(None, phantom)  # as if the watch had missed its DELETED event
+        assert runtime.store.get((namespace, "recphantomaaaaaaa-0000")) is not None
+        await until(lambda: runtime.store.get((namespace, "recphantomaaaaaaa-0000")) is None, timeout=15)
+        assert runtime.store.get((namespace, resource_name(job.record_id))) is not None
