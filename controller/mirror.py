@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 PROCESSING_FORMULA = "{Status}='processing'"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "mediajob-controller")
 NOTE_PREFIX = "mediajob-controller cannot track this job:"
+CREATE_CONCURRENCY = 8
 
 
 @dataclasses.dataclass(slots=True)
@@ -44,6 +45,12 @@ class CycleReport:
     invalid: int = 0
     notes_written: int = 0
     ended_in_airtable: int = 0
+    create_attempts: int = 0
+
+    @property
+    def api_writes(self) -> int:
+        """Writes to the API server this cycle (creates tried, and transitions of departed rows)."""
+        return self.create_attempts + self.ended_in_airtable
 
 
 def invalid_note(existing: Any, reason: str) -> str | None:
@@ -80,11 +87,14 @@ class Mirror:
         self._now = now
         self._created: set[Key] = set()
         self._reported: dict[str, str] = {}  # record id → reason already logged
+        self.last_report: CycleReport | None = None
+        self.cycles = 0
 
     async def run(self) -> None:
         while True:
             try:
                 report = await self.cycle()
+                self.cycles += 1
                 self._metrics.mirror_cycles.labels(result="ok").inc()
                 if report.created or report.invalid or report.ended_in_airtable:
                     log.info(
@@ -107,6 +117,7 @@ class Mirror:
         report.rows = len(records)
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
+        missing: list[tuple[Any, JobSpec, Key]] = []
         for record in records:
             try:
                 row = parse_job_row(record)
@@ -115,17 +126,25 @@ class Mirror:
                 continue
             processing.add(row.record_id)
             key = (self._namespace, resource_name(row.record_id))
-            if key in self._created or self._store.get(key) is not None:
-                continue
-            error = await self._create(key, JobSpec.from_row(row))
+            if key not in self._created and self._store.get(key) is None:
+                missing.append((record, JobSpec.from_row(row), key))
+        slots = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(record: Any, spec: JobSpec, key: Key) -> None:
+            async with slots:
+                error = await self._create(key, spec)
             if error:
-                report.invalid += self._invalid(record, RowError(row.record_id, None, error), notes)
+                report.invalid += self._invalid(record, RowError(spec.airtable_record_id, None, error), notes)
             else:
                 report.created += 1
+
+        await asyncio.gather(*(create(*item) for item in missing))
+        report.create_attempts = len(missing)
         if notes:
             await self._airtable.update_records(self._table, notes)
             report.notes_written = len(notes)
         report.ended_in_airtable = await self._end_departed(processing)
+        self.last_report = report
         return report
 
     async def _create(self, key: Key, spec: JobSpec) -> str | None:

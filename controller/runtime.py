@@ -118,6 +118,7 @@ class Runtime:
         self._leadership: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.is_leader = False
+        self.mirror: Mirror | None = None
 
     async def start(self) -> None:
         await self.http.start()
@@ -208,7 +209,7 @@ class Runtime:
             polling=s.polling_enabled,
             rng=random.Random(),
         )
-        mirror = Mirror(
+        self.mirror = mirror = Mirror(
             airtable=self.clients.airtable,
             kube=kube,
             store=self.store,

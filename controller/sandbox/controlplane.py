@@ -190,6 +190,14 @@ class ControlPlane:
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         self.kubeconfig.chmod(0o600)
 
+    def kubeconfig_with_server(self, server: str, path: Path) -> Path:
+        """The admin kubeconfig pointed at another address (e.g. a proxy in front of the API server)."""
+        config = json.loads(self.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = server
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
+
     def kubeconfig_for_token(self, token: str, path: Path, namespace: str = "default") -> Path:
         """A kubeconfig for another identity, e.g. a ServiceAccount token from `kubectl create token`."""
         config = json.loads(self.kubeconfig.read_text())
