@@ -45,7 +45,7 @@ def main() -> None:
     except SettingsError as exc:
         print(f"mediajob-controller: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logs.configure(fmt=settings.log_format, secrets=settings.secrets)
+    logs.configure(fmt=settings.log_format, secrets=settings.secrets, level=settings.log_level.upper())
     try:
         code = asyncio.run(run(settings))
     except kopf.LoginError as exc:

@@ -80,7 +80,7 @@ def for_job(logger: logging.Logger, job: MediaJob) -> JobLogger:
     )
 
 
-def configure(*, fmt: str, secrets: Iterable[str], level: int = logging.INFO) -> None:
+def configure(*, fmt: str, secrets: Iterable[str], level: int | str = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ScrubSecrets(secrets))
     if fmt == "json":

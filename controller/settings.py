@@ -84,6 +84,7 @@ class Settings:
     lease_retry_period: timedelta = timedelta(seconds=2)
     http_port: int = 8080
     log_format: str = "json"
+    log_level: str = "info"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -136,6 +137,7 @@ class Settings:
             webhook_token=r.secret("WEBHOOK_TOKEN"),
             http_port=r.get("HTTP_PORT", _port, cls.http_port),
             log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
+            log_level=r.get("LOG_LEVEL", _log_level, cls.log_level),
         )
         if not settings.lease_retry_period < settings.lease_renew_deadline < settings.lease_duration:
             raise SettingsError(
@@ -269,6 +271,12 @@ def _dns_subdomain(raw: str) -> str:
     if not _DNS_SUBDOMAIN.match(raw):
         raise ValueError("must be a DNS-1123 subdomain")
     return raw
+
+
+def _log_level(raw: str) -> str:
+    if raw.lower() not in ("debug", "info", "warning", "error"):
+        raise ValueError("must be debug, info, warning or error")
+    return raw.lower()
 
 
 def _log_format(raw: str) -> str:
