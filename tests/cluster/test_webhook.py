@@ -211,8 +211,8 @@ async def test_a_slow_client_does_not_hold_up_others(world: World, namespace: st
     async with running(settings_for(world, namespace, **SLOW)) as runtime:
         reader, writer = await asyncio.open_connection("127.0.0.1", runtime.http.port)
         writer.write(
-            f"POST /webhooks/nca?token={WEBHOOK_TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            'Content-Length: 500\r\n\r\n{"job_id":'.encode()
+            f"POST /webhooks/nca?token={WEBHOOK_TOKEN} HTTP/1.1\r\nHost: x\r\n"
+            'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"job_id":'.encode()
         )
         await writer.drain()
         started = time.monotonic()
