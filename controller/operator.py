@@ -34,6 +34,9 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
+        # No cluster-wide scans of namespaces and CRDs: the shipped Role is namespaced, and the
+        # one resource watched is known up front.
+        settings.scanning.disabled = True
         await memo.runtime.start()
 
     @kopf.on.cleanup(registry=registry)

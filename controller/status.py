@@ -105,6 +105,8 @@ def transition_status(job: MediaJob, decision: Transition, *, now: datetime, che
             reason="Completed",
             message=message,
         )
+        if decision.appeared_at is not None:
+            status["outputLastModified"] = fmt_time(decision.appeared_at)
         phase = "Completed"
     else:
         phase = "Failed" if isinstance(decision, Fail) else "TimedOut"

@@ -17,8 +17,9 @@ from controller.sandbox.controlplane import free_port
 
 
 class ControllerProcess:
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, argv: list[str] | None = None) -> None:
         self.name = name
+        self.argv = argv or [sys.executable, "-m", "controller"]
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -32,9 +33,7 @@ class ControllerProcess:
 
     def start(self) -> ControllerProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     @property

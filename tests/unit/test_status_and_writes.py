@@ -28,6 +28,9 @@ def test_completion_status() -> None:
     assert (cond(status, "Ready")["status"], cond(status, "Ready")["reason"]) == ("False", "Processing")
     assert (cond(status, "Synced")["status"], cond(status, "Synced")["reason"]) == ("False", "Pending")
     assert "failedAt" not in status
+    assert "outputLastModified" not in status
+    found = transition_status(job(), Complete(URL, "spaces", NOW - timedelta(seconds=90)), now=NOW, checks=1)
+    assert found["outputLastModified"] == "2026-11-29T11:58:30Z"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,229 @@
+"""The shipped manifests on the real API server, and the controller running as its ServiceAccount.
+
+There is no kubelet here, so the Deployment's pods never start; instead the controller runs as
+local processes with a token of the shipped ServiceAccount, bound by exactly the shipped Role.
+"""
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.clients.kube import KubeClient, NotFound
+from controller.naming import resource_name
+from controller.sandbox.controlplane import ControlPlane
+from controller.sandbox.world import World
+from tests.harness import FAST, WEBHOOK_TOKEN, until
+from tests.processes import ControllerProcess, controllers
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "mediajob-system"
+SA = "mediajob-controller"
+
+
+def test_install_yaml_is_current(controlplane: ControlPlane) -> None:
+    rendered = controlplane.kubectl("kustomize", str(REPO / "manifests" / "default")).stdout
+    shipped = (REPO / "manifests" / "install.yaml").read_text()
+    assert shipped.split("\n", 1)[1] == rendered, "run `make manifests`"
+
+
+def test_the_crd_in_the_manifests_is_the_one_in_crds(controlplane: ControlPlane) -> None:
+    docs = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
+    crd = next(d for d in docs if d and d["kind"] == "CustomResourceDefinition")
+    source = yaml.safe_load((REPO / "crds" / "mediajobs.media.phi.dev.yaml").read_text())
+    assert crd == source
+
+
+@pytest.mark.parametrize(
+    "how", [["-k", "manifests/default"], ["-f", "manifests/install.yaml"], ["-f", "manifests/samples"]]
+)
+def test_manifests_apply_cleanly_with_server_side_dry_run(controlplane: ControlPlane, how: list[str]) -> None:
+    # a server-side dry run cannot create the namespace the other objects go into
+    controlplane.kubectl("apply", "-f", str(REPO / "manifests" / "default" / "namespace.yaml"))
+    result = controlplane.kubectl("apply", "--dry-run=server", how[0], str(REPO / how[1]))
+    assert "(server dry run)" in result.stdout
+    assert "Warning" not in result.stderr
+
+
+def test_the_deployment_is_hardened() -> None:
+    docs = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
+    deployment = next(d for d in docs if d and d["kind"] == "Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert spec["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    config = next(d for d in docs if d and d["kind"] == "ConfigMap")
+    assert config["data"]["LEADER_ELECTION_ENABLED"] == "true"
+    assert not any(d and d["kind"] == "Secret" for d in docs)  # never a real value in the manifests
+    assert {d["kind"] for d in docs if d} >= {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped manifests applied for real, and a kubeconfig with the ServiceAccount's token."""
+    controlplane.kubectl("apply", "-f", str(REPO / "manifests" / "install.yaml"))
+    token = controlplane.kubectl("create", "token", SA, "-n", NS, "--duration=2h").stdout.strip()
+    return controlplane.kubeconfig_for_token(
+        token, tmp_path_factory.mktemp("sa") / "kubeconfig", namespace=NS
+    )
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "allowed"),
+    [
+        ("watch", "mediajobs.media.phi.dev", NS, "yes"),
+        ("create", "mediajobs.media.phi.dev", NS, "yes"),
+        ("patch", "mediajobs.media.phi.dev --subresource=status", NS, "yes"),
+        ("update", "leases.coordination.k8s.io", NS, "yes"),
+        ("create", "events", NS, "yes"),
+        ("get", "secrets", NS, "no"),
+        ("list", "secrets", NS, "no"),
+        ("list", "pods", NS, "no"),
+        ("delete", "mediajobs.media.phi.dev", NS, "no"),
+        ("patch", "mediajobs.media.phi.dev", NS, "no"),
+        ("list", "mediajobs.media.phi.dev", "default", "no"),
+        ("update", "leases.coordination.k8s.io", "kube-system", "no"),
+        ("list", "mediajobs.media.phi.dev", "--all-namespaces", "no"),
+    ],
+)
+def test_what_the_service_account_may_do(
+    controlplane: ControlPlane, installed: Path, verb: str, resource: str, namespace: str, allowed: str
+) -> None:
+    where = ["--all-namespaces"] if namespace == "--all-namespaces" else ["-n", namespace]
+    result = controlplane.kubectl(
+        "auth", "can-i", verb, *resource.split(), *where, kubeconfig=installed, check=False
+    )
+    assert result.stdout.strip() == allowed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "secrets", "-n", NS], ["get", "pods", "-n", NS], ["get", "mediajobs", "-n", "default"]],
+)
+def test_the_service_account_is_denied_for_real(
+    controlplane: ControlPlane, installed: Path, args: list[str]
+) -> None:
+    result = controlplane.kubectl(*args, kubeconfig=installed, check=False)
+    assert result.returncode != 0
+    assert "Forbidden" in result.stderr
+
+
+async def test_full_lifecycle_and_failover_with_only_the_shipped_role(
+    world: World, controlplane: ControlPlane, installed: Path, kube: KubeClient, tmp_path: Path
+) -> None:
+    jobs = [
+        world.add_job(op, queued_s=i * 0.7, running_s=1, drop_webhook=True)
+        for i, op in enumerate(["combine", "concatenate", "add_music"] * 4)
+    ]
+    failed = world.add_job("combine", fail_message="bad input", drop_webhook=True)
+    hooked = world.add_job("concatenate", queued_s=6, drop_webhook=False)
+    env = world.env(
+        **{
+            **FAST,
+            "KUBECONFIG": str(installed),
+            "WATCH_NAMESPACE": NS,
+            "LEASE_NAMESPACE": NS,
+            "LEADER_ELECTION_ENABLED": "true",
+            "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "LOG_FORMAT": "json",
+        }
+    )
+    a, b = ControllerProcess("sa-a", env, tmp_path), ControllerProcess("sa-b", env, tmp_path)
+    world.nca_sim.jobs[
+        hooked.job_id
+    ].webhook_url = f"http://127.0.0.1:{a.port}/webhooks/nca?token={WEBHOOK_TOKEN}"
+
+    async def synced_count() -> int:
+        items = await kube.list_mediajobs(NS)
+        mine = {resource_name(j.record_id) for j in [*jobs, failed, hooked]}
+        return sum(
+            1
+            for i in items
+            if i["metadata"]["name"] in mine and (i.get("status") or {}).get("airtableSynced")
+        )
+
+    with controllers(a, b):
+        first = await until(lambda: _holder(kube), timeout=30)
+        leader, follower = (a, b) if first == "sa-a" else (b, a)
+        await until(lambda: _at_least(synced_count, 4), timeout=60, every=0.3)
+        leader.signal(signal.SIGTERM)
+        assert await leader.wait() == 0
+        await until(lambda: follower.metric("mediajob_leader"), timeout=10)
+        await until(lambda: _at_least(synced_count, len(jobs) + 2), timeout=90, every=0.3)
+        for proc in (a, b):
+            log = proc.log()
+            assert "Forbidden" not in log, log[-3000:]
+            assert "403" not in log, log[-3000:]
+    for job in jobs:
+        assert world.jobs_row(job)["Status"] == "completed"
+        assert world.writes(job) == 2
+    assert world.jobs_row(failed)["Status"] == "failed"
+    obj = await kube.get_mediajob(NS, resource_name(hooked.record_id))
+    assert obj["status"]["phase"] == "Completed"
+    events = json.loads(controlplane.kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+    assert any(
+        e["reason"] == "Completed" and e["source"]["component"] == "mediajob-controller" for e in events
+    )
+
+
+async def _holder(kube: KubeClient) -> Any:
+    try:
+        lease = await kube.get_lease(NS, "mediajob-controller")
+    except NotFound:
+        return None
+    return (lease.get("spec") or {}).get("holderIdentity")
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return bool(await count() >= n)
+
+
+async def test_the_entrypoint_starts_with_the_manifests_env(
+    controlplane: ControlPlane, installed: Path, tmp_path: Path
+) -> None:
+    """The console script the image runs, with the ConfigMap, the example Secret and the downward API."""
+    docs = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
+    config = next(d for d in docs if d and d["kind"] == "ConfigMap")["data"]
+    secret = yaml.safe_load((REPO / "manifests" / "manager" / "secret.example.yaml").read_text())[
+        "stringData"
+    ]
+    env = {
+        **config,
+        **secret,
+        "POD_NAME": "mediajob-controller-abc12",
+        "WATCH_NAMESPACE": NS,
+        "LEASE_NAMESPACE": NS,
+        "KUBECONFIG": str(installed),
+        "LEADER_ELECTION_ENABLED": "false",
+    }
+    proc = ControllerProcess(
+        "entrypoint", env, tmp_path, argv=[str(REPO / ".venv" / "bin" / "mediajob-controller")]
+    )
+    with controllers(proc):
+        ready = await until(lambda: proc.get("/readyz"), timeout=30)
+        assert ready.status_code == 200
+        assert proc.returncode is None
+    assert "configuration error" not in proc.log()
