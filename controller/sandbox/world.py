@@ -45,11 +45,19 @@ class World:
         airtable_penalty_s: float = 30.0,
         spaces_missing_status: int = 404,
         base_id: str = BASE_ID,
+        host: str = "127.0.0.1",
+        ports: tuple[int, int, int] = (0, 0, 0),
     ) -> None:
         self.base_id = base_id
-        self.spaces = SpacesSimulator(missing_status=spaces_missing_status)
+        self.host = host
+        self._nca_port = ports[1]
+        self.spaces = SpacesSimulator(missing_status=spaces_missing_status, host=host, port=ports[2])
         self.airtable = AirtableSimulator(
-            AIRTABLE_KEY, rate_limit_per_s=airtable_rate_limit, penalty_s=airtable_penalty_s
+            AIRTABLE_KEY,
+            rate_limit_per_s=airtable_rate_limit,
+            penalty_s=airtable_penalty_s,
+            host=host,
+            port=ports[0],
         )
         self.nca: NcaSimulator | None = None
         self.jobs: list[SeededJob] = []
@@ -57,7 +65,13 @@ class World:
     async def start(self) -> World:
         await self.spaces.start()
         await self.airtable.start()
-        self.nca = NcaSimulator(NCA_KEY, spaces=self.spaces, spaces_base_url=self.spaces.base_url)
+        self.nca = NcaSimulator(
+            NCA_KEY,
+            spaces=self.spaces,
+            spaces_base_url=self.spaces.base_url,
+            host=self.host,
+            port=self._nca_port,
+        )
         await self.nca.start()
         return self
 

@@ -227,3 +227,52 @@ async def test_the_entrypoint_starts_with_the_manifests_env(
         assert ready.status_code == 200
         assert proc.returncode is None
     assert "configuration error" not in proc.log()
+
+
+async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> None:
+    """What `make e2e` deploys next to the controller: the simulators as one service."""
+    import signal as signals
+    import subprocess
+    import sys
+
+    import httpx
+
+    from controller.sandbox.controlplane import free_port
+    from controller.sandbox.world import AIRTABLE_KEY, BASE_ID
+
+    ports = [free_port() for _ in range(3)]
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [
+            sys.executable,
+            "-m",
+            "controller.sandbox.serve",
+            "--host",
+            "127.0.0.1",
+            "--jobs",
+            "6",
+            f"--airtable-port={ports[0]}",
+            f"--nca-port={ports[1]}",
+            f"--spaces-port={ports[2]}",
+        ],
+        stdout=(tmp_path / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        async def rows() -> list[dict[str, object]] | None:
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    answer = await client.get(
+                        f"http://127.0.0.1:{ports[0]}/v0/{BASE_ID}/Jobs",
+                        params={"filterByFormula": "{Status}='processing'"},
+                        headers={"Authorization": f"Bearer {AIRTABLE_KEY}"},
+                    )
+            except httpx.HTTPError:
+                return None
+            return answer.json()["records"] if answer.status_code == 200 else None
+
+        records = await until(rows, timeout=20)
+        assert len(records) == 6
+    finally:
+        proc.send_signal(signals.SIGTERM)
+    assert proc.wait(timeout=10) == 0

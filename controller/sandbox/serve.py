@@ -1,0 +1,68 @@
+"""The simulators as a long-running service, for the kind end-to-end run (`make e2e`).
+
+    python -m controller.sandbox.serve --jobs 12 --webhook-url http://mediajob-controller:8080/webhooks/nca?token=...
+
+Airtable, NCA and Spaces listen on 0.0.0.0 (ports 8081, 8082, 8083), seeded with jobs that finish
+over the next minute; most of their webhooks are dropped. It runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+
+from .world import World
+
+OPERATIONS = ("combine", "concatenate", "add_music")
+log = logging.getLogger("controller.sandbox.serve")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    async with World(host=args.host, ports=(args.airtable_port, args.nca_port, args.spaces_port)) as world:
+        for i in range(args.jobs):
+            world.add_job(
+                OPERATIONS[i % len(OPERATIONS)],
+                webhook_url=args.webhook_url,
+                queued_s=rng.uniform(5, 30),
+                running_s=rng.uniform(5, 30),
+                drop_webhook=rng.random() < args.drop_rate,
+            )
+        log.info(
+            "simulators up: airtable :%d, nca :%d, spaces :%d; %d jobs seeded",
+            args.airtable_port,
+            args.nca_port,
+            args.spaces_port,
+            args.jobs,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - served inside a pod
+    parser.add_argument("--airtable-port", type=int, default=8081)
+    parser.add_argument("--nca-port", type=int, default=8082)
+    parser.add_argument("--spaces-port", type=int, default=8083)
+    parser.add_argument("--jobs", type=int, default=12)
+    parser.add_argument("--drop-rate", type=float, default=0.9)
+    parser.add_argument("--webhook-url", default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.cli import Row, human, stats, stuck
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def row(
+    name: str,
+    phase: str = "Processing",
+    age_min: float = 90,
+    via: str | None = None,
+    latency: float | None = None,
+) -> Row:
+    obj: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": "media"},
+        "spec": {
+            "operation": "combine",
+            "externalJobId": f"job-{name}",
+            "submittedAt": (NOW - timedelta(minutes=age_min)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "status": {"phase": phase, "checks": 3},
+    }
+    if via:
+        obj["status"].update(completedVia=via, completedAt="2026-11-29T11:00:00Z")
+        if latency is not None:
+            modified = datetime(2026, 11, 29, 11, 0, tzinfo=UTC) - timedelta(seconds=latency)
+            obj["status"]["outputLastModified"] = modified.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Row.of(obj)
+
+
+def test_stuck_lists_only_old_processing_jobs_oldest_first() -> None:
+    rows = [
+        row("young", age_min=5),
+        row("old", age_min=300),
+        row("older", age_min=900),
+        row("done", "Completed", 900, "spaces"),
+    ]
+    assert [r.name for r in stuck(rows, older_than=timedelta(minutes=60), now=NOW)] == ["older", "old"]
+    assert [r.name for r in stuck(rows, older_than=timedelta(0), now=NOW)] == ["older", "old", "young"]
+
+
+def test_stats() -> None:
+    rows = [
+        row("a", "Completed", via="webhook"),
+        row("b", "Completed", via="spaces", latency=30),
+        row("c", "Completed", via="spaces", latency=90),
+        row("d", "Completed", via="nca-status"),
+        row("e", "Failed"),
+        row("f"),
+    ]
+    result = stats(rows)
+    assert result.phases == {"Completed": 4, "Failed": 1, "Processing": 1}
+    assert result.by_source == {"webhook": 1, "spaces": 2, "nca-status": 1}
+    assert result.missed_by_webhook == 0.75
+    assert result.latency == {"p50": 60.0, "p95": 90.0, "max": 90.0}
+
+
+def test_stats_of_nothing() -> None:
+    result = stats([])
+    assert result.missed_by_webhook is None
+    assert result.latency == {}
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (600, "10m"), (7500, "2h05m"), (200000, "2d")])
+def test_human(seconds: int, text: str) -> None:
+    assert human(timedelta(seconds=seconds)) == text
