@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,19 +34,25 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
         await asyncio.wait_for(event.wait(), timeout=timeout)
 
 
+_EPSILON = 1e-4
+
+
 class RateLimiter:
     """Spaces request starts at least 1/rate seconds apart, and pauses everyone during a penalty.
 
     Even spacing (rather than a burst bucket) keeps any sliding one-second window at or under
-    the rate even when requests take a little longer to arrive than to leave.
+    the rate even when requests take a little longer to arrive than to leave. Waiters with a lower
+    `priority` number go first, so the write-back is not queued behind the mirror's listing.
     """
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self._interval = 1.0 / rate
+        self.interval = 1.0 / rate
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._cond = asyncio.Condition()
+        self._waiting: list[tuple[int, int]] = []
+        self._seq = itertools.count()
         self._next_start = 0.0
         self._penalty_until = 0.0
 
@@ -54,12 +63,47 @@ class RateLimiter:
     def penalized_for(self) -> float:
         return max(0.0, self._penalty_until - self._clock())
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = max(self._next_start, self._penalty_until) - now
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-            self._next_start = self._clock() + self._interval
+    async def acquire(self, priority: int = 0) -> None:
+        entry = (priority, next(self._seq))
+        async with self._cond:
+            heapq.heappush(self._waiting, entry)
+            self._cond.notify_all()  # a new head may have to wait behind a more urgent request
+            try:
+                while True:
+                    if self._waiting[0] == entry:
+                        wait = max(self._next_start, self._penalty_until) - self._clock()
+                        if wait <= _EPSILON:  # clocks with coarse resolution would spin forever
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._cond.wait(), timeout=wait)
+                    else:
+                        await self._cond.wait()
+            except BaseException:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()
+                raise
+            heapq.heappop(self._waiting)
+            self._next_start = self._clock() + self.interval
+            self._cond.notify_all()
+
+
+class SendPacer:
+    """The same spacing, enforced in the worker thread at the moment a request is sent.
+
+    Threads start late by varying amounts when the process is busy; pacing again right before
+    the send keeps that jitter from bunching requests up on the wire.
+    """
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self._next - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            self._next = self._clock() + self._interval

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from controller.clients.airtable import AirtableClient, AirtableError
+from controller.clients.airtable import READ, AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
@@ -112,7 +112,7 @@ class Mirror:
     async def cycle(self) -> CycleReport:
         report = CycleReport()
         records = await self._airtable.list_records(
-            self._table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS
+            self._table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
         )
         report.rows = len(records)
         processing: set[str] = set()

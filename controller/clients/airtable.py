@@ -17,8 +17,9 @@ from typing import Any
 
 import requests
 from pyairtable import Api
+from requests.adapters import HTTPAdapter
 
-from controller.backoff import RateLimiter, backoff_delay
+from controller.backoff import RateLimiter, SendPacer, backoff_delay
 from controller.clients import RequestObserver, ignore_request
 from controller.naming import check_record_id
 
@@ -28,6 +29,17 @@ PAGE_SIZE = 100
 _IDS_PER_READ = 50
 
 log = logging.getLogger(__name__)
+WRITE, READ = 0, 1  # limiter priorities: the write-back goes before the mirror's listing
+
+
+class _PacedAdapter(HTTPAdapter):
+    def __init__(self, pacer: SendPacer) -> None:
+        super().__init__(pool_maxsize=4)
+        self._pacer = pacer
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self._pacer.wait()
+        return super().send(request, *args, **kwargs)
 
 
 class AirtableError(Exception):
@@ -66,6 +78,9 @@ class AirtableClient:
         self._api = Api(api_key, timeout=timeout, retry_strategy=None, endpoint_url=api_url)
         self._base_id = base_id
         self._limiter = RateLimiter(requests_per_second)
+        adapter = _PacedAdapter(SendPacer(self._limiter.interval))
+        self._api.session.mount("http://", adapter)
+        self._api.session.mount("https://", adapter)
         self._penalty = penalty_seconds
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -84,6 +99,7 @@ class AirtableClient:
         formula: str | None = None,
         fields: Iterable[str] = (),
         page_size: int = PAGE_SIZE,
+        priority: int = WRITE,
     ) -> list[dict[str, Any]]:
         """All records matching the formula: one request per page of up to 100."""
         urls = self._api.table(self._base_id, table).urls
@@ -95,7 +111,11 @@ class AirtableClient:
         records: list[dict[str, Any]] = []
         while True:
             page = await self._request(
-                "GET", str(urls.records), fallback=("POST", str(urls.records_post)), options=options
+                "GET",
+                str(urls.records),
+                priority=priority,
+                fallback=("POST", str(urls.records_post)),
+                options=options,
             )
             if not isinstance(page, dict) or not isinstance(page.get("records"), list):
                 raise AirtableError("Airtable list answer has no 'records' list")
@@ -130,10 +150,10 @@ class AirtableClient:
             }
             await self._request("PATCH", url, json=body)
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, url: str, *, priority: int = WRITE, **kwargs: Any) -> Any:
         attempt = 0
         while True:
-            await self._limiter.acquire()
+            await self._limiter.acquire(priority)
             try:
                 result = await asyncio.to_thread(self._api.request, method, url, **kwargs)
             except requests.HTTPError as exc:
