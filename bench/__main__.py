@@ -55,7 +55,7 @@ class Scenario:
 SCENARIOS = {
     100: Scenario("N=100", 100, 10, 20, 40),
     1000: Scenario("N=1,000", 1000, 5, 20, 40),
-    10000: Scenario("N=10,000", 10000, 2, 10, 20),
+    10000: Scenario("N=10,000", 10000, 2, 20, 30),
 }
 # 1,000 outputs present at once; 60x so that detection takes seconds and the drain is the write-back.
 DRAIN = Scenario("drain: 1,000 at once", 1000, 60, 0, 300, drop_rate=1.0)
@@ -68,6 +68,7 @@ class Result:
     completed: int = 0
     completed_by_op: dict[str, int] = dataclasses.field(default_factory=dict)
     latencies: list[float] = dataclasses.field(default_factory=list)  # simulated seconds
+    status_latencies: list[float] = dataclasses.field(default_factory=list)  # to the status transition
     airtable_requests: int = 0
     airtable_429: int = 0
     spaces_requests: int = 0
@@ -82,10 +83,11 @@ class Result:
         hours = self.wall_s * self.scenario.scale / 3600
         return count / self.scenario.n / hours if hours else 0.0
 
-    def pct(self, q: float) -> float | None:
-        if not self.latencies:
+    def pct(self, q: float, values: list[float] | None = None) -> float | None:
+        values = self.latencies if values is None else values
+        if not values:
             return None
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
@@ -175,6 +177,25 @@ def contender_env(
     }
 
 
+def status_latencies(
+    plane: ControlPlane, namespace: str, appear: dict[str, float], scale: float
+) -> list[float]:
+    """From the output's appearance to the MediaJob's `completedAt` (1 s resolution), simulated."""
+    items = json.loads(plane.kubectl("get", "mediajobs", "-n", namespace, "-o", "json").stdout)["items"]
+    states = Counter(
+        ((i.get("status") or {}).get("phase"), (i.get("status") or {}).get("airtableSynced")) for i in items
+    )
+    print(f"  {len(items)} MediaJobs by (phase, synced): {dict(states)}", flush=True)
+    latencies = []
+    for item in items:
+        record = item["spec"]["airtableRecordId"]
+        done = (item.get("status") or {}).get("completedAt")
+        if done and record in appear:
+            at = datetime.fromisoformat(done.replace("Z", "+00:00")).timestamp()
+            latencies.append(max(0.0, (at - appear[record]) * scale))
+    return latencies
+
+
 def completions(world: World) -> dict[str, float]:
     """Record id → real time the Jobs row was first written as completed."""
     done: dict[str, float] = {}
@@ -234,6 +255,8 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
         result.airtable_429 = world.airtable.rate_limited
         result.spaces_requests = world.spaces.count()
         result.nca_requests = world.nca_sim.count()
+        if contender == "ours":
+            result.status_latencies = status_latencies(plane, namespace, appear, sc.scale)
         after = apiserver_writes(plane)
         for resource in ("mediajobs", "mediajobs/status", "events", "leases"):
             result.api_writes[resource] = (after[resource] - writes_before[resource]) / sc.n
@@ -273,6 +296,7 @@ def rows_for(ours: Result, seed: Result) -> list[tuple[str, str, str, str]]:
             "/".join(str(seed.completed_by_op.get(o, 0)) for o in OPERATIONS),
             "",
         ),
+        both("status transition latency p95 (sim s)", lambda r: r.pct(0.95, r.status_latencies)),
         both("detection latency p50 (sim s)", lambda r: r.pct(0.5)),
         both("detection latency p95 (sim s)", lambda r: r.pct(0.95)),
         both("detection latency max (sim s)", lambda r: max(r.latencies) if r.latencies else None),
@@ -344,7 +368,7 @@ def print_table(pairs: list[tuple[Result, Result]]) -> None:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated; empty for the drain only")
     parser.add_argument("--no-drain", action="store_true")
     parser.add_argument("--only", choices=["ours", "seed"], help="run one contender (for profiling)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")

@@ -168,11 +168,11 @@ class Reconciler:
         while True:
             await asyncio.sleep(self._resync_every)
             try:
-                keys = await self._kube.list_mediajob_keys(self._namespace)
+                keys, snapshot = await self._kube.list_mediajob_keys(self._namespace)
             except KubeError as exc:
                 log.warning("resync list failed, will retry: %s", exc)
                 continue
-            gone = self._store.retain(keys)
+            gone = self._store.retain(keys, snapshot)
             if gone:
                 log.info("pruned %d MediaJobs that vanished without a DELETED event", len(gone))
 

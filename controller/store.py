@@ -96,9 +96,19 @@ class JobStore:
         for listener in list(self._removal_listeners):
             listener(key)
 
-    def retain(self, keys: set[Key]) -> list[Key]:
-        """Drop jobs not in a fresh full list: a watch re-list does not send DELETED for them."""
-        gone = [k for k in self._jobs if k not in keys]
+    def retain(self, keys: set[Key], snapshot: str) -> list[Key]:
+        """Drop jobs missing from a full list: a watch re-list does not send DELETED for them.
+
+        Only jobs the list could have seen go: one created or changed after the list's snapshot
+        (a higher resourceVersion) is missing from it only because the list was older.
+        """
+        if not snapshot.isdigit():
+            return []
+        gone = [
+            k
+            for k, job in self._jobs.items()
+            if k not in keys and job.resource_version.isdigit() and int(job.resource_version) <= int(snapshot)
+        ]
         for key in gone:
             self.remove(key)
         return gone

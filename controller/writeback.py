@@ -145,6 +145,7 @@ class _Pending:
     job: MediaJob
     writes: list[RowWrite]
     suspect: bool
+    since: float  # when it was enqueued: a partial batch waits at most `linger` from here
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
@@ -166,6 +167,7 @@ class WriteBack:
         tables: Tables,
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
+        linger: float = 0.0,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
@@ -178,6 +180,7 @@ class WriteBack:
         self._tables = tables
         self._retry_base = retry_base
         self._retry_cap = retry_cap
+        self._linger = linger
         self._rng = rng or random.Random()
         self._now = now
         self._clock = clock
@@ -200,7 +203,12 @@ class WriteBack:
         if pending is not None:
             pending.job = job
             return
-        item = _Pending(job=job, writes=planned_writes(job), suspect=job.key not in self._seen_processing)
+        item = _Pending(
+            job=job,
+            writes=planned_writes(job),
+            suspect=job.key not in self._seen_processing,
+            since=self._clock(),
+        )
         self._pending[job.key] = item
         self._metrics.writeback_backlog.set(len(self._pending))
         self._wake[item.stage].set()
@@ -211,6 +219,7 @@ class WriteBack:
         pending = self._pending.get(job.key)
         if pending is not None:
             pending.not_before = 0.0
+            pending.since = float("-inf")
             self._wake[pending.stage].set()
 
     @property
@@ -225,7 +234,12 @@ class WriteBack:
                 group.create_task(self._stage_loop(stage))
             group.create_task(self._status_loop())
 
-    async def _take(self, stage: str, limit: int) -> list[_Pending]:
+    async def _take(self, stage: str, limit: int, linger: float = 0.0) -> list[_Pending]:
+        """Up to `limit` items ready for the stage: a full batch at once, a partial one after `linger`.
+
+        Waiting a little for more completions turns a trickle into batches of ten; a burst
+        fills batches at once and does not wait.
+        """
         wake = self._wake[stage]
         while True:
             now = self._clock()
@@ -237,18 +251,21 @@ class WriteBack:
                 if item.not_before <= now:
                     ready.append(item)
                     if len(ready) == limit:
-                        break
+                        return ready
                 elif earliest is None or item.not_before < earliest:
                     earliest = item.not_before
             if ready:
-                return ready
+                send_at = min(item.since for item in ready) + linger
+                if send_at <= now:
+                    return ready
+                earliest = send_at if earliest is None else min(earliest, send_at)
             wake.clear()
             timeout = None if earliest is None else max(earliest - now, 0.0)
             await wait_event(wake, timeout)
 
     async def _stage_loop(self, stage: str) -> None:
         while True:
-            batch = await self._take(stage, MAX_RECORDS_PER_WRITE)
+            batch = await self._take(stage, MAX_RECORDS_PER_WRITE, self._linger)
             await self._write_batch(stage, batch)
 
     async def _write_batch(self, stage: str, batch: list[_Pending]) -> None:

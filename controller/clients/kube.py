@@ -110,19 +110,22 @@ class KubeClient:
             items.extend(page)
         return items
 
-    async def list_mediajob_keys(self, namespace: str | None) -> set[tuple[str, str]]:
-        """(namespace, name) of every MediaJob, fetched as metadata only to keep it light."""
+    async def list_mediajob_keys(self, namespace: str | None) -> tuple[set[tuple[str, str]], str]:
+        """(namespace, name) of every MediaJob, and the list's resourceVersion; metadata only."""
         keys: set[tuple[str, str]] = set()
         params: dict[str, str] = {"limit": "1000"}
         accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+        snapshot = ""
         while True:
             page = await self._call("GET", _mj_path(namespace), params=params, accept=accept)
             for item in page.get("items") or []:
                 meta = item.get("metadata") or {}
                 keys.add((meta.get("namespace", ""), meta.get("name", "")))
-            token = (page.get("metadata") or {}).get("continue")
+            page_meta = page.get("metadata") or {}
+            snapshot = snapshot or str(page_meta.get("resourceVersion") or "")
+            token = page_meta.get("continue")
             if not token:
-                return keys
+                return keys, snapshot
             params = {**params, "continue": token}
 
     async def create_mediajob(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,20 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ALNUM) for _ in range(14))
 
 
+def _batch(items: Any, verb: str) -> list[Any]:
+    """A batch write's `records`: a non-empty list of at most 10, as Airtable requires."""
+    if not isinstance(items, list) or not items:
+        raise _error(422, "INVALID_RECORDS", "You must provide an array of records")
+    if len(items) > MAX_RECORDS_PER_WRITE:
+        raise _error(
+            422,
+            "INVALID_RECORDS",
+            f"A maximum of {MAX_RECORDS_PER_WRITE} records can be {verb} per request "
+            f"but you have provided {len(items)}.",
+        )
+    return items
+
+
 def _is_empty(value: Any) -> bool:
     return value is None or value is False or value == "" or value == []
 
@@ -386,17 +400,7 @@ class AirtableSimulator(LoopbackServer):
         _, tbl = self._req_table(request)
         body = await _json_body(request)
         if "records" in body:
-            items = body["records"]
-            if not isinstance(items, list) or not items:
-                raise _error(422, "INVALID_RECORDS", "You must provide an array of records")
-            if len(items) > MAX_RECORDS_PER_WRITE:
-                raise _error(
-                    422,
-                    "INVALID_RECORDS",
-                    f"A maximum of {MAX_RECORDS_PER_WRITE} "
-                    f"records can be created per request but you have provided "
-                    f"{len(items)}.",
-                )
+            items = _batch(body["records"], "created")
             checked = [self._check_fields(tbl, _item_fields(item)) for item in items]
             created = [self._create_one(tbl, fields) for fields in checked]
             return web.json_response({"records": [r.to_api() for r in created]})
@@ -420,16 +424,7 @@ class AirtableSimulator(LoopbackServer):
     async def _batch_update(self, request: web.Request) -> web.Response:
         _, tbl = self._req_table(request)
         body = await _json_body(request)
-        items = body.get("records")
-        if not isinstance(items, list) or not items:
-            raise _error(422, "INVALID_RECORDS", "You must provide an array of records")
-        if len(items) > MAX_RECORDS_PER_WRITE:
-            raise _error(
-                422,
-                "INVALID_RECORDS",
-                f"A maximum of {MAX_RECORDS_PER_WRITE} records "
-                f"can be updated per request but you have provided {len(items)}.",
-            )
+        items = _batch(body.get("records"), "updated")
         replace = request.method == "PUT"
         upsert = body.get("performUpsert")
         merge_on: list[str] = []

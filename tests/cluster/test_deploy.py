@@ -175,8 +175,7 @@ async def test_full_lifecycle_and_failover_with_only_the_shipped_role(
         await until(lambda: _at_least(synced_count, len(jobs) + 2), timeout=90, every=0.3)
         for proc in (a, b):
             log = proc.log()
-            assert "Forbidden" not in log, log[-3000:]
-            assert "403" not in log, log[-3000:]
+            assert "forbidden" not in log.lower(), log[-3000:]  # no request was refused by RBAC
     for job in jobs:
         assert world.jobs_row(job)["Status"] == "completed"
         assert world.writes(job) == 2

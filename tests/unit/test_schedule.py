@@ -34,8 +34,8 @@ def test_next_check_is_one_interval_away_within_jitter(age_minutes: int) -> None
     submitted = NOW - timedelta(minutes=age_minutes)
     interval = check_interval(NOW - submitted, T)
     gaps = [next_check_at(submitted, NOW, T, rng) - NOW for _ in range(200)]
-    assert min(gaps) >= interval * 0.9
-    assert max(gaps) <= interval * 1.1
+    assert min(gaps) >= interval * 0.85
+    assert max(gaps) <= interval  # never late: no gap between checks exceeds the interval
     assert max(gaps) - min(gaps) > interval * 0.1  # there is jitter
 
 
@@ -73,7 +73,7 @@ def test_retry_backs_off_up_to_one_interval(failures: int, low: float, high: flo
 
 @pytest.mark.parametrize(("answers", "minutes"), [(1, 2), (2, 4), (3, 8), (4, 10), (12, 10)])
 def test_nca_is_asked_less_and_less_often(answers: int, minutes: float) -> None:
-    assert nca_next_at(NOW, answers, T) - NOW == timedelta(minutes=minutes) * 0.9
+    assert nca_next_at(NOW, answers, T) - NOW == timedelta(minutes=minutes) * (1 - T.jitter)
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1), (1, 1, 2), (3, 4, 8), (10, 15, 30)])

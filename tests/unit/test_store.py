@@ -75,9 +75,19 @@ def test_retain_prunes_what_a_relist_no_longer_has() -> None:
         store.observe(None, obj(name, "1"))
     removed: list[tuple[str, str]] = []
     store.subscribe(lambda job, old: None, removed.append)
-    assert store.retain({("ns", "a"), ("ns", "c")}) == [("ns", "b")]
+    assert store.retain({("ns", "a"), ("ns", "c")}, "5") == [("ns", "b")]
     assert removed == [("ns", "b")]
     assert sorted(j.name for j in store) == ["a", "c"]
+
+
+def test_retain_keeps_what_is_newer_than_the_list() -> None:
+    """A job created while the list was on its way is missing from it, but not gone."""
+    store = JobStore()
+    store.observe(None, obj("old", "4"))
+    store.observe(None, obj("new", "7"))
+    assert store.retain(set(), "5") == [("ns", "old")]
+    assert [j.name for j in store] == ["new"]
+    assert store.retain(set(), "opaque") == []
 
 
 def test_newer_or_same() -> None:
