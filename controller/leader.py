@@ -70,7 +70,7 @@ class LeaderElector:
         """Wait until this candidate holds the Lease."""
         announced: str | None = None
         while True:
-            if await self._try_acquire_or_renew(timeout=self._retry):
+            if await self._try_acquire_or_renew(deadline=self._clock() + self._retry):
                 log.info("acquired Lease %s/%s as %s", self.namespace, self.name, self.identity)
                 self.is_leader = True
                 return
@@ -96,7 +96,7 @@ class LeaderElector:
                         self._deadline,
                     )
                     return
-                if await self._try_acquire_or_renew(timeout=remaining):
+                if await self._try_acquire_or_renew(deadline=last_renew + self._deadline):
                     last_renew = self._clock()
                     break
                 if self._holder() not in (self.identity, ""):
@@ -132,10 +132,14 @@ class LeaderElector:
         spec = (self._lease or {}).get("spec") or {}
         return str(spec.get("holderIdentity") or "")
 
-    async def _try_acquire_or_renew(self, *, timeout: float) -> bool:
+    def _left(self, deadline: float) -> float:
+        """Every API call of an attempt shares one deadline, so an attempt never outlives it."""
+        return max(deadline - self._clock(), 0.01)
+
+    async def _try_acquire_or_renew(self, *, deadline: float) -> bool:
         now = micro_time(self._now())
         try:
-            lease = await self._kube.get_lease(self.namespace, self.name, timeout=timeout)
+            lease = await self._kube.get_lease(self.namespace, self.name, timeout=self._left(deadline))
         except NotFound:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -150,7 +154,9 @@ class LeaderElector:
                 },
             }
             try:
-                self._lease = await self._kube.create_lease(self.namespace, body, timeout=timeout)
+                self._lease = await self._kube.create_lease(
+                    self.namespace, body, timeout=self._left(deadline)
+                )
             except KubeError as exc:
                 log.debug("creating the Lease failed: %s", exc)
                 return False
@@ -180,7 +186,9 @@ class LeaderElector:
         spec["leaseDurationSeconds"] = round(self._duration)
         body = {**lease, "spec": spec}
         try:
-            self._lease = await self._kube.replace_lease(self.namespace, self.name, body, timeout=timeout)
+            self._lease = await self._kube.replace_lease(
+                self.namespace, self.name, body, timeout=self._left(deadline)
+            )
         except Conflict:
             return False
         except KubeError as exc:

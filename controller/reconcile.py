@@ -212,9 +212,13 @@ class Reconciler:
 
         if isinstance(decision, Complete | Fail | TimeOut):
             detected_from = decision.appeared_at if isinstance(decision, Complete) else None
-            updated = await self._transitions.apply(
-                job, decision, checks=rt.checks, detected_from=detected_from
-            )
+            try:
+                updated = await self._transitions.apply(
+                    job, decision, checks=rt.checks, detected_from=detected_from
+                )
+            except KubeError as exc:
+                jlog.warning("could not record %s, will check again: %s", type(decision).__name__, exc)
+                updated = None
             if updated is not None:
                 return None
             return self._retry(job, rt, now)
