@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import kopf
+from kopf._core.engines.activities import ActivityError  # not re-exported by kopf
 
 from controller import logs
 from controller.operator import Memo, build_registry
@@ -51,6 +52,9 @@ def main() -> None:
     except kopf.LoginError as exc:
         log.error("cannot log in to Kubernetes: %s", exc)
         code = 3
+    except ActivityError as exc:  # a start-up handler failed permanently; kopf has logged why
+        log.error("start-up failed: %s", exc.__cause__ or exc)
+        code = 4
     sys.exit(code)
 
 

@@ -45,14 +45,12 @@ class WebhookReceiver:
         transitions: Transitions,
         metrics: Metrics,
         namespace: str | None,
-        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._kube = kube
         self._transitions = transitions
         self._metrics = metrics
         self._namespace = namespace
-        self._now = now
 
     async def receive(self, payload: dict[str, Any], arrived: datetime) -> tuple[int, str]:
         """Returns (HTTP status, result word) for a payload whose shape was already checked."""

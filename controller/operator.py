@@ -37,7 +37,11 @@ def build_registry() -> kopf.OperatorRegistry:
         # No cluster-wide scans of namespaces and CRDs: the shipped Role is namespaced, and the
         # one resource watched is known up front.
         settings.scanning.disabled = True
-        await memo.runtime.start()
+        try:
+            await memo.runtime.start()
+        except OSError as exc:  # the port is taken or not ours: retrying cannot fix it
+            port = memo.runtime.settings.http_port
+            raise kopf.PermanentError(f"cannot serve HTTP on port {port}: {exc.strerror or exc}") from None
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Memo, **_: Any) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import socket
 from typing import Any
 
 from controller.clients.airtable import AirtableClient
@@ -85,9 +84,7 @@ class Runtime:
         self.clients = Clients.from_settings(settings, self.metrics, login)
         kube = self.clients.kube
         self.namespace = home_namespace(settings, kube)
-        self.events = EventRecorder(
-            kube, host=settings.pod_name or socket.gethostname(), secrets=settings.secrets
-        )
+        self.events = EventRecorder(kube, host=settings.pod_name, secrets=settings.secrets)
         self.transitions = Transitions(kube=kube, store=self.store, events=self.events, metrics=self.metrics)
         self.receiver = WebhookReceiver(
             store=self.store,
