@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     plane = ControlPlane(args.state_dir, detached=True)
     plane.start()
     plane.kubectl("apply", "-f", str(REPO / "crds"))
-    print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
+    print(f"export KUBECONFIG={plane.kubeconfig.resolve()}", flush=True)
     return 0
 
 
