@@ -7,25 +7,13 @@ import pytest
 
 from controller.clients.kube import Conflict, KubeClient
 from controller.sandbox.controlplane import ControlPlane
+from tests.samples import mediajob_body
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def manifest(name: str, **spec: object) -> str:
-    body = {
-        "apiVersion": "media.phi.dev/v1alpha1",
-        "kind": "MediaJob",
-        "metadata": {"name": name},
-        "spec": {
-            "airtableRecordId": "recAbCdEfGhIjKlMn",
-            "externalJobId": "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba",
-            "operation": "combine",
-            "submittedAt": "2026-11-28T17:41:05Z",
-            "target": {"table": "Segments", "recordId": "recSEGaaaaaaaaaaa"},
-            **spec,
-        },
-    }
-    return json.dumps(body)
+    return json.dumps(mediajob_body(name, **spec))
 
 
 def test_the_crd_applies_cleanly_again(controlplane: ControlPlane) -> None:

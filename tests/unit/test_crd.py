@@ -7,25 +7,15 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.samples import mediajob_body
+
 CRD = yaml.safe_load((Path(__file__).parents[2] / "crds" / "mediajobs.media.phi.dev.yaml").read_text())
 VERSION = CRD["spec"]["versions"][0]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
 
 
 def good() -> dict[str, Any]:
-    return {
-        "apiVersion": "media.phi.dev/v1alpha1",
-        "kind": "MediaJob",
-        "metadata": {"name": "x"},
-        "spec": {
-            "airtableRecordId": "recAbCdEfGhIjKlMn",
-            "externalJobId": "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba",
-            "operation": "combine",
-            "submittedAt": "2026-11-28T17:41:05Z",
-            "target": {"table": "Segments", "recordId": "recSEGaaaaaaaaaaa"},
-        },
-        "status": {"phase": "Completed", "completedVia": "spaces", "checks": 3},
-    }
+    return {**mediajob_body(), "status": {"phase": "Completed", "completedVia": "spaces", "checks": 3}}
 
 
 def validate(obj: dict[str, Any]) -> None:
