@@ -14,7 +14,7 @@ help: ## Show this list
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its test tools
@@ -33,7 +33,7 @@ test: install controlplane lint ## Lint, then every test tier except `slow`, aga
 test-unit: install ## Only the tests that need no control plane
 	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
-test-slow: install controlplane ## The long scenario tests (failover with 200 jobs, 1,000-row mirror)
+test-slow: install controlplane ## The long scenario tests (`make demo` end to end, SIGKILL failover with 1,000 jobs)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 dev-cluster: install controlplane ## Start a local control plane in .dev-cluster and print its KUBECONFIG
