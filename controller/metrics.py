@@ -21,6 +21,7 @@ AGE_BUCKETS: tuple[tuple[str, float], ...] = (
     ("6h_24h", 24 * 3600.0),
     ("gt_24h", float("inf")),
 )
+LAG_BUCKETS = (0.05, 0.25, 1, 5, 15, 30, 60, 120, 300, 600)
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -71,6 +72,12 @@ class Metrics:
             "From the output's Last-Modified (or the webhook's arrival) to the status transition",
             ["via"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.check_lag = Histogram(
+            "mediajob_check_lag_seconds",
+            "How late checks start after they fall due; grows when POLLING_BATCH_SIZE is too small",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
         self.requests = Counter(

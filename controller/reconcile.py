@@ -112,7 +112,10 @@ class Reconciler:
         self._now = now
         self._state: dict[Key, JobRuntime] = {}
         self.scheduler: Scheduler[Key] = Scheduler(
-            self.check, workers=workers, clock=lambda: self._now().timestamp()
+            self.check,
+            workers=workers,
+            clock=lambda: self._now().timestamp(),
+            on_lag=metrics.check_lag.observe,
         )
 
     # Feeding ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class Scheduler(Generic[K]):
         workers: int,
         clock: Callable[[], float] = time.time,
         crash_delay: float = 60.0,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -39,6 +40,7 @@ class Scheduler(Generic[K]):
         self._workers = workers
         self._clock = clock
         self._crash_delay = crash_delay
+        self._on_lag = on_lag  # seconds a check started after it fell due: too few workers shows here
         self._heap: list[tuple[float, int, K]] = []
         self._due: dict[K, tuple[float, int]] = {}
         self._running: set[K] = set()
@@ -81,11 +83,13 @@ class Scheduler(Generic[K]):
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                key = await self._next_due()
+                key, at = await self._next_due()
                 await slots.acquire()
                 if self._due.get(key) is not None:  # re-scheduled while waiting for a slot
                     slots.release()
                     continue
+                if self._on_lag is not None:
+                    self._on_lag(max(0.0, self._clock() - at))
                 self._running.add(key)
                 task = asyncio.create_task(self._run_one(key, slots))
                 tasks.add(task)
@@ -95,7 +99,7 @@ class Scheduler(Generic[K]):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _next_due(self) -> K:
+    async def _next_due(self) -> tuple[K, float]:
         while True:
             while self._heap:
                 at, seq, key = self._heap[0]
@@ -106,7 +110,7 @@ class Scheduler(Generic[K]):
                 if delay <= 0:
                     heapq.heappop(self._heap)
                     del self._due[key]
-                    return key
+                    return key, at
                 break
             else:
                 delay = None

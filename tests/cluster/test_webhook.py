@@ -272,6 +272,8 @@ async def test_metrics_after_a_scripted_scenario(world: World, namespace: str, k
     assert samples['mediajob_outside_requests_total{code="200",system="airtable"}'] >= 5
     assert samples['mediajob_outside_requests_total{code="200",system="nca"}'] >= 2
     assert samples['mediajob_detection_latency_seconds_count{via="spaces"}'] == 1
+    checks = sum(v for k, v in samples.items() if k.startswith("mediajob_checks_total"))
+    assert samples["mediajob_check_lag_seconds_count"] >= checks > 0  # every check started is timed
     assert samples["mediajob_airtable_rate_limited_total"] == 0
     assert (health.status_code, ready.status_code) == (200, 200)
 

@@ -159,3 +159,22 @@ async def test_ten_thousand_keys_each_run_once_on_time() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert len(runs) == 10_000
     assert max(runs[k] - (t0 + (k % 120)) for k in runs) < 0.01
+
+
+@pytest.mark.parametrize(("workers", "lags"), [(2, [0, 0, 1, 1, 2, 2]), (6, [0] * 6)])
+async def test_lag_shows_how_late_checks_start_for_want_of_workers(workers: int, lags: list[int]) -> None:
+    seen: list[float] = []
+
+    async def check(key: int) -> float | None:
+        await asyncio.sleep(1)
+        return None
+
+    scheduler: Scheduler[int] = Scheduler(check, workers=workers, clock=loop_clock, on_lag=seen.append)
+    t0 = loop_clock()
+    for key in range(6):
+        scheduler.schedule(key, t0)
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [round(lag) for lag in seen] == lags
