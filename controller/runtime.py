@@ -57,8 +57,17 @@ class Clients:
                 observe=observe,
                 on_rate_limited=metrics.airtable_rate_limited.inc,
             ),
-            nca=NcaClient(settings.nca_api_url, settings.nca_api_key.reveal(), observe=observe),
-            spaces=SpacesClient(settings.spaces_base_url, observe=observe),
+            # The checks are these two clients' only users: one connection per worker, so that
+            # POLLING_BATCH_SIZE, not a pool limit, sets how many checks run at once.
+            nca=NcaClient(
+                settings.nca_api_url,
+                settings.nca_api_key.reveal(),
+                max_connections=settings.polling_batch_size,
+                observe=observe,
+            ),
+            spaces=SpacesClient(
+                settings.spaces_base_url, max_connections=settings.polling_batch_size, observe=observe
+            ),
             kube=KubeClient(login, observe=observe),
         )
 

@@ -1,0 +1,82 @@
+"""POLLING_BATCH_SIZE checks at once reach Spaces and NCA at once: no client pool caps them lower."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import kopf
+import pytest
+from aiohttp import web
+
+from controller.metrics import Metrics
+from controller.runtime import Clients
+from controller.settings import Settings
+
+WORKERS = 25
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[str]:
+    """Answers nobody until WORKERS requests are in flight at once; a smaller pool never gets there."""
+    arrived = 0
+    everyone = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived >= WORKERS:
+            everyone.set()
+        await everyone.wait()
+        if request.method == "HEAD":
+            return web.Response(status=404)
+        return web.json_response({"code": 200, "response": {"job_status": "running"}, "message": "success"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hold)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        everyone.set()  # a failed test must not leave handlers waiting through the shutdown
+        await runner.cleanup()
+
+
+async def clients_for(url: str) -> Clients:
+    settings = Settings.from_env(
+        {
+            "AIRTABLE_API_KEY": "patSECRETairtable000",
+            "AIRTABLE_BASE_ID": "appABCDEFGHIJKLMN",
+            "NCA_API_URL": url,
+            "NCA_API_KEY": "ncaSECRETkey0000",
+            "WEBHOOK_TOKEN": "hookSECRETtoken000",
+            "SPACES_BASE_URL": f"{url}/bucket",
+            "POLLING_BATCH_SIZE": str(WORKERS),
+        }
+    )
+    unused_cluster = kopf.ConnectionInfo(server="https://127.0.0.1:1", token="unused")
+    return Clients.from_settings(settings, Metrics(), login=lambda: unused_cluster)
+
+
+async def test_spaces_serves_every_worker_at_once(gate: str) -> None:
+    clients = await clients_for(gate)
+    try:
+        urls = [f"{gate}/bucket/job-{i}_output_0.mp4" for i in range(WORKERS)]
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*(clients.spaces.head(u) for u in urls))
+        assert len(results) == WORKERS
+    finally:
+        await clients.close()
+
+
+async def test_nca_serves_every_worker_at_once(gate: str) -> None:
+    clients = await clients_for(gate)
+    try:
+        ids = [f"0000000{i:02d}-aaaa-4bbb-8ccc-dddddddddddd" for i in range(WORKERS)]
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*(clients.nca.job_status(i) for i in ids))
+        assert len(results) == WORKERS
+    finally:
+        await clients.close()
