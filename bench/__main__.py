@@ -366,6 +366,15 @@ def print_table(pairs: list[tuple[Result, Result]]) -> None:
             print(f"{a:<{width}}  {b:>12}  {c:>12}  {d:>10}")
 
 
+def print_single(result: Result) -> None:
+    """One contender's figures, for profiling and tuning runs (`--only`)."""
+    rows = rows_for(result, result)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{result.scenario.name} ({result.scenario.scale:g}x time), {result.contender} only")
+    for label, value, _, _ in rows:
+        print(f"{label:<{width}}  {value:>12}")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated; empty for the drain only")
@@ -388,7 +397,7 @@ async def main() -> int:
                 print(f"running {sc.name} for {contender} (up to {sc.real(sc.limit_min):.0f} s)", flush=True)
                 results.append(await run(contender, sc, plane, workdir))
             if len(results) == 1:
-                print(json.dumps(dataclasses.asdict(results[0]) | {"latencies": None}, default=str, indent=1))
+                print_single(results[0])
                 continue
             pairs.append((results[0], results[1]))
             print_table(pairs[-1:])
