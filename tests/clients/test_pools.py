@@ -1,7 +1,7 @@
 """POLLING_BATCH_SIZE checks at once reach Spaces and NCA at once: no client pool caps them lower."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import kopf
 import pytest
@@ -60,23 +60,18 @@ async def clients_for(url: str) -> Clients:
     return Clients.from_settings(settings, Metrics(), login=lambda: unused_cluster)
 
 
-async def test_spaces_serves_every_worker_at_once(gate: str) -> None:
-    clients = await clients_for(gate)
-    try:
-        urls = [f"{gate}/bucket/job-{i}_output_0.mp4" for i in range(WORKERS)]
-        async with asyncio.timeout(5):
-            results = await asyncio.gather(*(clients.spaces.head(u) for u in urls))
-        assert len(results) == WORKERS
-    finally:
-        await clients.close()
+def one_check(system: str, clients: Clients, gate: str, i: int) -> Awaitable[object]:
+    if system == "spaces":
+        return clients.spaces.head(f"{gate}/bucket/job-{i}_output_0.mp4")
+    return clients.nca.job_status(f"0000000{i:02d}-aaaa-4bbb-8ccc-dddddddddddd")
 
 
-async def test_nca_serves_every_worker_at_once(gate: str) -> None:
+@pytest.mark.parametrize("system", ["spaces", "nca"])
+async def test_every_worker_reaches_the_system_at_once(gate: str, system: str) -> None:
     clients = await clients_for(gate)
     try:
-        ids = [f"0000000{i:02d}-aaaa-4bbb-8ccc-dddddddddddd" for i in range(WORKERS)]
         async with asyncio.timeout(5):
-            results = await asyncio.gather(*(clients.nca.job_status(i) for i in ids))
+            results = await asyncio.gather(*(one_check(system, clients, gate, i) for i in range(WORKERS)))
         assert len(results) == WORKERS
     finally:
         await clients.close()
