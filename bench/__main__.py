@@ -240,7 +240,8 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(proc.wait(), timeout=30)
+                    async with asyncio.timeout(30):
+                        await proc.wait()
                 except TimeoutError:
                     proc.kill()
         result.wall_s = time.monotonic() - started

@@ -29,9 +29,14 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
-    """Sleep until the event is set or the timeout passes, whichever comes first."""
+    """Sleep until the event is set or the timeout passes, whichever comes first.
+
+    `asyncio.timeout`, never `asyncio.wait_for`: on 3.11 the latter drops a cancellation that
+    arrives in the tick the event is set (CPython gh-86296), and a stop would then hang.
+    """
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 _EPSILON = 1e-4
@@ -75,7 +80,8 @@ class RateLimiter:
                         if wait <= _EPSILON:  # clocks with coarse resolution would spin forever
                             break
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._cond.wait(), timeout=wait)
+                            async with asyncio.timeout(wait):
+                                await self._cond.wait()
                     else:
                         await self._cond.wait()
             except BaseException:

@@ -174,7 +174,8 @@ class HttpServer:
             self._metrics.webhooks.labels(result="too_large").inc()
             return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
         try:
-            raw = await asyncio.wait_for(request.read(), timeout=READ_TIMEOUT)
+            async with asyncio.timeout(READ_TIMEOUT):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.webhooks.labels(result="too_large").inc()
             return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
@@ -195,7 +196,8 @@ class HttpServer:
     async def _within_budget(self, work: Awaitable[tuple[int, str]]) -> web.Response:
         task = asyncio.ensure_future(work)
         try:
-            status, result = await asyncio.wait_for(asyncio.shield(task), timeout=ANSWER_BUDGET)
+            async with asyncio.timeout(ANSWER_BUDGET):
+                status, result = await asyncio.shield(task)
         except TimeoutError:
             self._background.add(task)
             task.add_done_callback(self._finished_late)

@@ -56,7 +56,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         yield runtime
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=30)
+        async with asyncio.timeout(30):
+            await task
 
 
 async def until(check: Callable[[], Any], *, timeout: float = 20, every: float = 0.05) -> Any:

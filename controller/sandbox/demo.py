@@ -109,7 +109,8 @@ async def main() -> int:
         if controller is not None and controller.returncode is None:
             controller.send_signal(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(controller.wait(), timeout=20)
+                async with asyncio.timeout(20):
+                    await controller.wait()
         plane.stop()
     print(f"done; everything ran under {workdir}")
     return 0

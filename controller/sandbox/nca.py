@@ -10,7 +10,6 @@ anyone polls; tests can also drive jobs by hand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -23,6 +22,8 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
+
+from controller.backoff import wait_event
 
 from ._server import LoopbackServer
 from .spaces import SpacesSimulator
@@ -319,8 +320,7 @@ class NcaSimulator(LoopbackServer):
                         log.exception("nca: finishing job %s failed", job.job_id)
                 else:
                     wait = due_in if wait is None else min(wait, due_in)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await wait_event(self._wake, wait)
 
     async def _on_start(self) -> None:
         self._wake = asyncio.Event()

@@ -221,7 +221,8 @@ async def test_a_slow_client_does_not_hold_up_others(world: World, namespace: st
                 hook_url(runtime), json={"job_id": "x", "id": "y", "code": 200, "response": "http://a/b"}
             )
         quick = time.monotonic() - started
-        answer = await asyncio.wait_for(reader.read(1000), timeout=10)
+        async with asyncio.timeout(10):
+            answer = await reader.read(1000)
         slow = time.monotonic() - started
         writer.close()
     assert other.status_code == 202
