@@ -50,7 +50,8 @@ async def test_stuck_recheck_and_stats(
         none = await asyncio.to_thread(plugin, controlplane, "stuck", "-n", namespace, "--older-than", "60")
         assert "No processing MediaJobs older than 60 minutes" in none.stdout
 
-        world.spaces.put_object(f"{waiting.job_id}.mp4")
+        # --all-stuck before the output exists, so the job is surely still stuck when the plugin lists
+        # it: with the output already in Spaces, a regular 3 s poll could complete it first.
         rechecked = await asyncio.to_thread(
             plugin,
             controlplane,
@@ -64,10 +65,14 @@ async def test_stuck_recheck_and_stats(
             "30",
         )
         assert rechecked.returncode == 0, rechecked.stdout + rechecked.stderr
-        assert (
-            f"✔ {namespace}/{resource_name(waiting.record_id)}: rechecked, phase Completed via spaces"
-            in rechecked.stdout
-        )
+        name = resource_name(waiting.record_id)
+        assert f"✔ {namespace}/{name}: rechecked, phase Processing" in rechecked.stdout
+
+        # By name, once the output exists: the same answer whether the recheck or a poll found it.
+        world.spaces.put_object(f"{waiting.job_id}.mp4")
+        by_name_waiting = await asyncio.to_thread(plugin, controlplane, "recheck", "-n", namespace, name)
+        assert by_name_waiting.returncode == 0, by_name_waiting.stdout
+        assert f"✔ {namespace}/{name}: rechecked, phase Completed via spaces" in by_name_waiting.stdout
         await wait_synced(kube, namespace, waiting)
 
         by_name = await asyncio.to_thread(

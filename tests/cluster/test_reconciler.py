@@ -241,7 +241,7 @@ async def test_recheck_annotation_runs_a_check_at_once(
 ) -> None:
     job = world.add_job("combine", drop_webhook=True)
     world.nca_sim.set_status(job.job_id, "running")
-    slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="10")
+    slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="60")
     async with running(slow) as runtime:
         await until(lambda: runtime.store.get((namespace, resource_name(job.record_id))) is not None)
         world.spaces.put_object(f"{job.job_id}_output_0.mp4")
