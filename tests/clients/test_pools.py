@@ -10,6 +10,7 @@ from aiohttp import web
 from controller.metrics import Metrics
 from controller.runtime import Clients
 from controller.settings import Settings
+from tests.loopback import serve
 
 WORKERS = 25
 
@@ -32,16 +33,11 @@ async def gate() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", hold)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        everyone.set()  # a failed test must not leave handlers waiting through the shutdown
-        await runner.cleanup()
+    async with serve(app) as url:
+        try:
+            yield url
+        finally:
+            everyone.set()  # a failed test must not leave handlers waiting through the shutdown
 
 
 async def clients_for(url: str) -> Clients:

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from controller.sandbox import AirtableSimulator, NcaSimulator, SpacesSimulator
+from tests.loopback import serve
 
 # Test modules repeat these literals: they are not importable from here.
 AIRTABLE_KEY = "patSandboxKey.0123456789"
@@ -56,15 +57,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as url:
+        rec.url = url
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
