@@ -1,9 +1,19 @@
-"""One valid MediaJob body, shared by the schema tests and the API-server tests: both check one object."""
+"""Valid inputs shared by several test modules, so that each is written once."""
 
 from typing import Any
 
+# The variables Settings requires (contract section 5), with fake secrets tests can grep for.
+REQUIRED_ENV = {
+    "AIRTABLE_API_KEY": "patSECRETairtable000",
+    "AIRTABLE_BASE_ID": "appABCDEFGHIJKLMN",
+    "NCA_API_URL": "http://127.0.0.1:8000",
+    "NCA_API_KEY": "ncaSECRETkey0000",
+    "WEBHOOK_TOKEN": "hookSECRETtoken000",
+}
+
 
 def mediajob_body(name: str = "x", **spec: object) -> dict[str, Any]:
+    """One valid MediaJob: the schema tests and the API-server tests check the same object."""
     return {
         "apiVersion": "media.phi.dev/v1alpha1",
         "kind": "MediaJob",

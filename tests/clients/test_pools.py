@@ -11,6 +11,7 @@ from controller.metrics import Metrics
 from controller.runtime import Clients
 from controller.settings import Settings
 from tests.loopback import serve
+from tests.samples import REQUIRED_ENV
 
 WORKERS = 25
 
@@ -43,11 +44,8 @@ async def gate() -> AsyncIterator[str]:
 async def clients_for(url: str) -> Clients:
     settings = Settings.from_env(
         {
-            "AIRTABLE_API_KEY": "patSECRETairtable000",
-            "AIRTABLE_BASE_ID": "appABCDEFGHIJKLMN",
+            **REQUIRED_ENV,
             "NCA_API_URL": url,
-            "NCA_API_KEY": "ncaSECRETkey0000",
-            "WEBHOOK_TOKEN": "hookSECRETtoken000",
             "SPACES_BASE_URL": f"{url}/bucket",
             "POLLING_BATCH_SIZE": str(WORKERS),
         }

@@ -3,18 +3,11 @@ from datetime import timedelta
 import pytest
 
 from controller.settings import Secret, Settings, SettingsError
-
-BASE = {
-    "AIRTABLE_API_KEY": "patSECRETairtable000",
-    "AIRTABLE_BASE_ID": "appABCDEFGHIJKLMN",
-    "NCA_API_URL": "http://127.0.0.1:8000",
-    "NCA_API_KEY": "ncaSECRETkey0000",
-    "WEBHOOK_TOKEN": "hookSECRETtoken000",
-}
+from tests.samples import REQUIRED_ENV
 
 
 def load(**overrides: str) -> Settings:
-    env = {**BASE, **overrides}
+    env = {**REQUIRED_ENV, **overrides}
     return Settings.from_env({k: v for k, v in env.items() if v != "<unset>"})
 
 
@@ -102,7 +95,7 @@ def test_leader_election_needs_a_pod_name_and_a_namespace() -> None:
 
 
 def test_the_in_cluster_namespace_is_the_lease_namespace_of_last_resort() -> None:
-    env = {**BASE, "LEADER_ELECTION_ENABLED": "true", "POD_NAME": "p"}
+    env = {**REQUIRED_ENV, "LEADER_ELECTION_ENABLED": "true", "POD_NAME": "p"}
     assert Settings.from_env(env, in_cluster_namespace="mediajob-system").lease_namespace == "mediajob-system"
 
 
@@ -120,7 +113,7 @@ def test_secrets_never_print() -> None:
     for secret in s.secrets:
         assert secret not in text
     assert repr(Secret("abc")) == "Secret('***')"
-    assert set(s.secrets) == {BASE["AIRTABLE_API_KEY"], BASE["NCA_API_KEY"], BASE["WEBHOOK_TOKEN"]}
+    assert set(s.secrets) == {REQUIRED_ENV[k] for k in ("AIRTABLE_API_KEY", "NCA_API_KEY", "WEBHOOK_TOKEN")}
 
 
 def test_urls_lose_their_trailing_slash() -> None:
