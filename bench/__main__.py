@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import random
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.sandbox.controlplane import REPO, ControlPlane, free_port
+from controller.sandbox.controlplane import REPO, ControlPlane, free_port, stop_process
 from controller.sandbox.world import World
 
 OPERATIONS = ("combine", "concatenate", "add_music")
@@ -237,13 +236,7 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
             sampler.sample()
             result.cpu_cores = sampler.cores()
         finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(30):
-                        await proc.wait()
-                except TimeoutError:
-                    proc.kill()
+            await stop_process(proc, grace=30)
         result.wall_s = time.monotonic() - started
         result.peak_rss_mib = sampler.peak_kib / 1024
         done = completions(world)

@@ -13,6 +13,7 @@ Used by the test fixtures, the demo and `make dev-cluster`:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -54,6 +55,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds: a controller that hangs is not left behind."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(grace):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def _die_with_parent() -> None:

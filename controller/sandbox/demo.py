@@ -9,16 +9,14 @@ prints what landed in Airtable, and stops everything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .controlplane import REPO, ControlPlane, free_port
+from .controlplane import REPO, ControlPlane, free_port, stop_process
 from .world import World
 
 NAMESPACE = "demo"
@@ -106,11 +104,8 @@ async def main() -> int:
             print(output.decode(), end="")
             say("stopping")
     finally:
-        if controller is not None and controller.returncode is None:
-            controller.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(20):
-                    await controller.wait()
+        if controller is not None:
+            await stop_process(controller, grace=20)
         plane.stop()
     print(f"done; everything ran under {workdir}")
     return 0
