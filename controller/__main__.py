@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import kopf
-from kopf._core.engines.activities import ActivityError  # not re-exported by kopf
 
 from controller import logs
 from controller.operator import Memo, build_registry
@@ -25,18 +26,33 @@ def load_settings() -> Settings:
     return Settings.from_env(os.environ, in_cluster_namespace=in_cluster)
 
 
+def operator_identity(pod_name: str | None, hostname: str) -> str:
+    """kopf's own fallback asks the passwd database for the user name, which an arbitrary UID
+    (restricted Pod Security, OpenShift) does not have: name the replica after its pod instead."""
+    return pod_name or hostname or "mediajob-controller"
+
+
 async def run(settings: Settings) -> int:
     stop = asyncio.Event()
     runtime = Runtime(settings, stop=stop)
     namespaces = [settings.watch_namespace] if settings.watch_namespace else []
-    await kopf.operator(
-        registry=build_registry(),
-        memo=Memo(runtime=runtime),
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        stop_flag=stop,
-    )
+    identity = operator_identity(os.environ.get("POD_NAME"), socket.gethostname())
+    try:
+        await kopf.operator(
+            registry=build_registry(),
+            memo=Memo(runtime=runtime),
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=stop,
+            identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
+        )
+    except Exception:
+        if runtime.startup_failure is None:
+            raise
+        # a start-up handler failed permanently; kopf has logged the details
+        log.error("start-up failed: %s", runtime.startup_failure)
+        return 4
     return runtime.exit_code
 
 
@@ -52,9 +68,6 @@ def main() -> None:
     except kopf.LoginError as exc:
         log.error("cannot log in to Kubernetes: %s", exc)
         code = 3
-    except ActivityError as exc:  # a start-up handler failed permanently; kopf has logged why
-        log.error("start-up failed: %s", exc.__cause__ or exc)
-        code = 4
     sys.exit(code)
 
 

@@ -41,7 +41,8 @@ def build_registry() -> kopf.OperatorRegistry:
             await memo.runtime.start()
         except OSError as exc:  # the port is taken or not ours: retrying cannot fix it
             port = memo.runtime.settings.http_port
-            raise kopf.PermanentError(f"cannot serve HTTP on port {port}: {exc.strerror or exc}") from None
+            memo.runtime.startup_failure = f"cannot serve HTTP on port {port}: {exc.strerror or exc}"
+            raise kopf.PermanentError(memo.runtime.startup_failure) from None
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Memo, **_: Any) -> None:

@@ -87,6 +87,7 @@ class Runtime:
         self.settings = settings
         self.stop_flag = stop
         self.exit_code = 0
+        self.startup_failure: str | None = None  # why start-up failed for good, for the exit line
         self.metrics = Metrics()
         self.store = JobStore()
         self.metrics.track_jobs(lambda: iter(self.store), utcnow)

@@ -36,3 +36,20 @@ def test_a_bad_environment_stops_start_up_with_one_line(change: dict[str, str | 
     assert lines[0].startswith(f"mediajob-controller: configuration error: {name}:")
     for secret in ("patMAINtest.secretvalue", "nca-main-test-secret", "hook-main-test-secret"):
         assert secret not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("pod_name", "hostname", "expected"),
+    [
+        ("mediajob-controller-7d9f-abcde", "ignored-host", "mediajob-controller-7d9f-abcde"),
+        (None, "node-a", "node-a"),
+        ("", "node-b", "node-b"),
+        (None, "", "mediajob-controller"),
+    ],
+)
+def test_kopf_identity_never_asks_the_passwd_database(
+    pod_name: str | None, hostname: str, expected: str
+) -> None:
+    from controller.__main__ import operator_identity
+
+    assert operator_identity(pod_name, hostname) == expected
