@@ -14,7 +14,7 @@ help: ## Show this list
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[sandbox,test,bench]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its test tools
@@ -37,13 +37,13 @@ test-slow: install controlplane ## The long scenario tests (`make demo` end to e
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 dev-cluster: install controlplane ## Start a local control plane in .dev-cluster and print its KUBECONFIG
-	@$(PY) -m controller.sandbox.controlplane up --state-dir .dev-cluster
+	@$(PY) -m sandbox.controlplane up --state-dir .dev-cluster
 
 dev-cluster-down: ## Stop the local control plane started by `make dev-cluster`
-	@$(PY) -m controller.sandbox.controlplane down --state-dir .dev-cluster
+	@$(PY) -m sandbox.controlplane down --state-dir .dev-cluster
 
 demo: install controlplane ## Run the whole mission locally: control plane, simulators, controller, jobs completing
-	$(PY) -m controller.sandbox.demo
+	$(PY) -m sandbox.demo
 
 bench: install controlplane ## Benchmark against the seed's design; writes docs/benchmarks.md
 	$(PY) -m bench

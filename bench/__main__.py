@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.sandbox.controlplane import REPO, ControlPlane, free_port, stop_process
-from controller.sandbox.world import World
+from sandbox.controlplane import REPO, ControlPlane, free_port, stop_process
+from sandbox.world import World
 
 OPERATIONS = ("combine", "concatenate", "add_music")
 WEBHOOK_TOKEN = "bench-webhook-token"

@@ -6,8 +6,8 @@ and no default ServiceAccount; the API server itself serves everything the contr
 
 Used by the test fixtures, the demo and `make dev-cluster`:
 
-    python -m controller.sandbox.controlplane up --state-dir .dev-cluster
-    python -m controller.sandbox.controlplane down --state-dir .dev-cluster
+    python -m sandbox.controlplane up --state-dir .dev-cluster
+    python -m sandbox.controlplane down --state-dir .dev-cluster
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 _PR_SET_PDEATHSIG = 1
 

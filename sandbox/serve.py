@@ -1,6 +1,6 @@
 """The simulators as a long-running service, for the kind end-to-end run (`make e2e`).
 
-    python -m controller.sandbox.serve --jobs 12 --webhook-url http://mediajob-controller:8080/webhooks/nca?token=...
+    python -m sandbox.serve --jobs 12 --webhook-url http://mediajob-controller:8080/webhooks/nca?token=...
 
 Airtable, NCA and Spaces listen on 0.0.0.0 (ports 8081, 8082, 8083), seeded with jobs that finish
 over the next minute; most of their webhooks are dropped. It runs until SIGTERM.
@@ -19,7 +19,7 @@ import sys
 from .world import World
 
 OPERATIONS = ("combine", "concatenate", "add_music")
-log = logging.getLogger("controller.sandbox.serve")
+log = logging.getLogger("sandbox.serve")
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.sandbox.controlplane import ControlPlane
+from sandbox.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from controller.clients.kube import KubeClient, NotFound
 from controller.naming import resource_name
 from controller.operator import Memo, build_registry
 from controller.runtime import Runtime
-from controller.sandbox.world import SeededJob, World
 from controller.settings import Settings
+from sandbox.world import SeededJob, World
 
 T = TypeVar("T")
 WEBHOOK_TOKEN = "hook-test-token-0123456789"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from controller.sandbox.controlplane import free_port
+from sandbox.controlplane import free_port
 
 
 class ControllerProcess:

@@ -7,7 +7,7 @@ import pytest
 from controller.clients.airtable import AirtableClient
 from controller.clients.nca import NcaClient
 from controller.clients.spaces import SpacesClient
-from controller.sandbox import AirtableSimulator, NcaSimulator, SpacesSimulator
+from sandbox import AirtableSimulator, NcaSimulator, SpacesSimulator
 
 AIRTABLE_KEY = "patClientTestKey.000000"
 NCA_KEY = "nca-client-test-key"

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from controller.clients.airtable import AirtableClient, AirtableRejected, AirtableUnavailable
-from controller.sandbox import AirtableSimulator
+from sandbox import AirtableSimulator
 from tests.clients.conftest import AIRTABLE_KEY, BASE
 
 

@@ -17,8 +17,8 @@ from controller.clients.nca import (
     parse_status_body,
 )
 from controller.naming import UnsafeIdError
-from controller.sandbox import NcaSimulator
-from controller.sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
+from sandbox import NcaSimulator
+from sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "nca-samples"
 JOB = "d0451a2c-fe2a-4cb9-8740-bfd1a0b36aba"

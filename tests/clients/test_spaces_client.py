@@ -5,7 +5,7 @@ import time
 import pytest
 
 from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesClient, SpacesUnknown, UnsafeUrlError
-from controller.sandbox import SpacesSimulator
+from sandbox import SpacesSimulator
 
 
 async def test_found_with_last_modified_and_size(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controller.clients.kube import KubeClient
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

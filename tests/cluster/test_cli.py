@@ -7,8 +7,8 @@ from pathlib import Path
 
 from controller.clients.kube import KubeClient
 from controller.naming import resource_name
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.harness import running, settings_for, until, wait_synced
 
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"

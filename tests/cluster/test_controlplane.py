@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from controller.sandbox.controlplane import ControlPlane
+from sandbox.controlplane import ControlPlane
 
 SCRIPT = """
 import sys
 from pathlib import Path
-from controller.sandbox.controlplane import ControlPlane
+from sandbox.controlplane import ControlPlane
 plane = ControlPlane(Path(sys.argv[1]))
 plane.start()
 print(" ".join(str(p.pid) for p in plane._procs), flush=True)

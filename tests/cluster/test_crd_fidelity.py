@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from controller.clients.kube import Conflict, KubeClient
-from controller.sandbox.controlplane import ControlPlane
+from sandbox.controlplane import ControlPlane
 from tests.samples import mediajob_body
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import yaml
 
 from controller.clients.kube import KubeClient, NotFound
 from controller.naming import resource_name
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.harness import FAST, WEBHOOK_TOKEN, until
 from tests.processes import ControllerProcess, controllers
 
@@ -236,15 +236,15 @@ async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> 
 
     import httpx
 
-    from controller.sandbox.controlplane import free_port
-    from controller.sandbox.world import AIRTABLE_KEY, BASE_ID
+    from sandbox.controlplane import free_port
+    from sandbox.world import AIRTABLE_KEY, BASE_ID
 
     ports = [free_port() for _ in range(3)]
     proc = subprocess.Popen(  # noqa: ASYNC220
         [
             sys.executable,
             "-m",
-            "controller.sandbox.serve",
+            "sandbox.serve",
             "--host",
             "127.0.0.1",
             "--jobs",

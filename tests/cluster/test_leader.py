@@ -18,8 +18,8 @@ import pytest
 
 from controller.clients.kube import KubeClient, NotFound
 from controller.naming import resource_name
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.harness import FAST, WEBHOOK_TOKEN, until
 from tests.processes import ControllerProcess, controllers
 from tests.tcpproxy import TcpProxy

@@ -3,8 +3,8 @@
 import socket
 from pathlib import Path
 
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.harness import FAST, WEBHOOK_TOKEN
 from tests.processes import ControllerProcess, controllers
 

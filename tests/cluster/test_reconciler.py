@@ -14,8 +14,8 @@ import pytest
 
 from controller.clients.kube import KubeClient
 from controller.naming import ANNOTATION_RECHECK, resource_name
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.harness import mediajob, phase_of, running, settings_for, until, wait_phase, wait_synced
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from controller.clients.kube import KubeClient
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
 from tests.cluster.test_leader import env_for, holder
 from tests.harness import until
 from tests.processes import ControllerProcess, controllers
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 def test_make_demo_runs_the_whole_mission() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "controller.sandbox.demo"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "sandbox.demo"], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "MediaJobs: 6  Completed: 5  Failed: 1" in result.stdout

@@ -11,8 +11,8 @@ import pytest
 from controller.clients.kube import KubeClient
 from controller.naming import ANNOTATION_RECHECK, resource_name
 from controller.runtime import Runtime
-from controller.sandbox.controlplane import ControlPlane
-from controller.sandbox.world import AIRTABLE_KEY, NCA_KEY, SeededJob, World
+from sandbox.controlplane import ControlPlane
+from sandbox.world import AIRTABLE_KEY, NCA_KEY, SeededJob, World
 from tests.harness import WEBHOOK_TOKEN, mediajob, running, settings_for, until, wait_synced
 from tests.processes import ControllerProcess, controllers
 

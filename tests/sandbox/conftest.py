@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from controller.sandbox import AirtableSimulator, NcaSimulator, SpacesSimulator
+from sandbox import AirtableSimulator, NcaSimulator, SpacesSimulator
 from tests.loopback import serve
 
 # Test modules repeat these literals: they are not importable from here.

@@ -13,7 +13,7 @@ import pytest
 import requests
 from pyairtable import Api
 
-from controller.sandbox import AirtableSimulator
+from sandbox import AirtableSimulator
 
 AIRTABLE_KEY = "patSandboxKey.0123456789"  # as in conftest
 BASE = "appSandboxBase001"

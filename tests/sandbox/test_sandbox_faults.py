@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from controller.sandbox import SpacesSimulator
+from sandbox import SpacesSimulator
 
 
 async def test_fail_next_answers_status_and_body_then_recovers(

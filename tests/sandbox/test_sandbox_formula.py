@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from controller.sandbox import Formula, FormulaError
-from controller.sandbox.formula import RecordView
+from sandbox import Formula, FormulaError
+from sandbox.formula import RecordView
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.sandbox import NcaSimulator, SpacesSimulator
-from controller.sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
+from sandbox import NcaSimulator, SpacesSimulator
+from sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
 
 NCA_KEY = "nca-sandbox-key"  # as in conftest
 Loader = Callable[[str], Any]

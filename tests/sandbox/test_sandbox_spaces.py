@@ -9,7 +9,7 @@ from email.utils import formatdate, parsedate_to_datetime
 
 import httpx
 
-from controller.sandbox import SpacesSimulator
+from sandbox import SpacesSimulator
 
 
 async def test_object_appears_at_its_time(spaces: SpacesSimulator, client: httpx.AsyncClient) -> None:

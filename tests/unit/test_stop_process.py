@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from controller.sandbox.controlplane import stop_process
+from sandbox.controlplane import stop_process
 
 HANDLERS = {
     "exits": "signal.SIG_DFL",
