@@ -49,7 +49,7 @@ class Services:
         while True:
             try:
                 self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep serving the last good map
+            except Exception as exc:  # keep serving the last good map
                 print(f"dns: cannot list services: {exc}", flush=True)
             time.sleep(1)
 

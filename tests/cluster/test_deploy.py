@@ -239,7 +239,7 @@ async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> 
     from sandbox.controlplane import free_port
     from sandbox.world import AIRTABLE_KEY, BASE_ID
 
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     proc = subprocess.Popen(  # noqa: ASYNC220
         [
             sys.executable,
@@ -252,6 +252,7 @@ async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> 
             f"--airtable-port={ports[0]}",
             f"--nca-port={ports[1]}",
             f"--spaces-port={ports[2]}",
+            f"--report-port={ports[3]}",
         ],
         stdout=(tmp_path / "serve.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -272,6 +273,13 @@ async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> 
 
         records = await until(rows, timeout=20)
         assert len(records) == 6
+        # the e2e's report: each job with the Airtable writes on its rows; more jobs on demand
+        async with httpx.AsyncClient(timeout=2, base_url=f"http://127.0.0.1:{ports[3]}") as client:
+            report = (await client.get("/report")).json()
+            assert [job["writes"] for job in report["jobs"]] == [0] * 6
+            assert {job["record_id"] for job in report["jobs"]} == {r["id"] for r in records}
+            assert (await client.post("/jobs", params={"count": "2"})).json() == {"jobs": 8}
+            assert len((await client.get("/report")).json()["jobs"]) == 8
     finally:
         proc.send_signal(signals.SIGTERM)
     assert proc.wait(timeout=10) == 0
