@@ -51,10 +51,13 @@ bench: install controlplane ## Benchmark against the seed's design; writes docs/
 manifests: controlplane ## Render manifests/install.yaml from manifests/default (a test keeps it current)
 	bash hack/render-manifests.sh
 
-e2e: ## kind end-to-end (needs Docker; not run in CI)
-	bash hack/e2e-kind.sh
+node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-scheduler, kube-proxy (cached per version)
+	bash hack/node/build.sh
+
+e2e: install controlplane node ## A real single-node cluster here (root + Docker): README install, failovers (docs/e2e.md)
+	bash hack/e2e.sh
 
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 
-.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean
+.PHONY: help install controlplane node lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean

@@ -43,6 +43,17 @@ done < <(iptables -t nat -S POSTROUTING | grep -E -- '-j CNI-[0-9a-f]+')
 for chain in $(iptables -t nat -S | sed -nE 's/^-N (CNI-[0-9a-f]+)$/\1/p'); do
   iptables -t nat -F "$chain" 2>/dev/null; iptables -t nat -X "$chain" 2>/dev/null
 done
+# The kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT), in both families.
+for ipt in iptables ip6tables; do
+  for table in filter nat mangle; do
+    while read -r rule; do
+      eval "$ipt -t $table ${rule/-A/-D}" 2>/dev/null
+    done < <($ipt -t "$table" -S 2>/dev/null | grep -E -- '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-')
+    for chain in $($ipt -t "$table" -S 2>/dev/null | sed -nE 's/^-N (KUBE-[A-Z0-9-]+)$/\1/p'); do
+      $ipt -t "$table" -F "$chain" 2>/dev/null; $ipt -t "$table" -X "$chain" 2>/dev/null
+    done
+  done
+done
 while iptables -D FORWARD -i cni0 -j ACCEPT -m comment --comment mediajob-e2e 2>/dev/null; do :; done
 while iptables -D FORWARD -o cni0 -j ACCEPT -m comment --comment mediajob-e2e 2>/dev/null; do :; done
 

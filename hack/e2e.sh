@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# `make e2e`: the shipped image and manifests on a real single-node cluster on this machine.
+#
+#   1. hack/node/up.sh starts the node (docs/e2e.md); it is torn down on exit (KEEP_NODE=1 keeps it).
+#   2. The controller and sandbox images are built and imported into the node's containerd; the
+#      controller also as ghcr.io/phi-dev/mediajob-controller:0.1.0, the name the manifests use.
+#   3. The simulators are deployed in-cluster (manifests/e2e, namespace mediajob-e2e).
+#   4. The README's install block (between <!-- install:begin --> and <!-- install:end -->) runs
+#      VERBATIM with `bash -euo pipefail` in a temporary copy of the repo whose
+#      manifests/default/config.env points at the simulators.
+#   5. Checks: 2 replicas Ready with no restarts; the mirror's MediaJobs all Ready; webhooks answered
+#      through the controller's Service; `kubectl delete pod <leader>` and `kubectl rollout restart`
+#      each move the Lease within 20 s, with jobs in flight and no doubled Airtable write;
+#      `kubectl mediajob stats` against the cluster. Then pods, leader changes and job phases.
+#
+#   hack/e2e.sh --print-install-block [README]   # only extract the block (used by the tests)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+install_block() { # install_block README: the one ```sh block between the markers, or fail
+  local readme=$1
+  awk '
+    /<!-- install:begin -->/ { inside = 1; seen_begin = 1; next }
+    /<!-- install:end -->/ { inside = 0; seen_end = 1; next }
+    inside && /^```sh[[:space:]]*$/ && !fence { fence = 1; blocks++; next }
+    inside && /^```/ && fence { fence = 0; next }
+    inside && /^```/ { blocks++ }
+    inside && fence { print }
+    END {
+      if (!seen_begin || !seen_end) { print "no <!-- install:begin --> ... <!-- install:end --> in the README" > "/dev/stderr"; exit 1 }
+      if (blocks != 1 || fence) { print "want exactly one ```sh block between the install markers, found " blocks > "/dev/stderr"; exit 1 }
+    }' "$readme"
+}
+if [[ ${1:-} == --print-install-block ]]; then
+  install_block "${2:-$repo/README.md}"
+  exit
+fi
+
+cd "$repo"
+started=$(date +%s)
+phase_start=$started
+timings=()
+phase() { # phase NAME: closes the previous phase's timer
+  local now; now=$(date +%s)
+  timings+=("$(printf '%-28s %4ds' "$current_phase" $((now - phase_start)))")
+  phase_start=$now; current_phase=$1
+  echo "=== $1"
+}
+current_phase="start"
+fail() { echo "E2E FAILED: $*" >&2; exit 1; }
+
+state=${MEDIAJOB_NODE_STATE:-/var/lib/mediajob-e2e}
+work=$(mktemp -d /tmp/mediajob-e2e.XXXXXX)
+cleanup() {
+  local rc=$?
+  if ((rc != 0)) && [[ -n ${KUBECONFIG:-} ]]; then
+    echo "--- diagnostics" >&2
+    kubectl get pods -A -o wide >&2 || true
+    kubectl -n mediajob-system logs deployment/mediajob-controller --tail=40 >&2 || true
+    kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -25 >&2 || true
+  fi
+  if [[ -z ${KEEP_NODE:-} ]]; then
+    bash "$repo/hack/node/down.sh" || true
+  else
+    echo "KEEP_NODE set: the node stays up; source $state/env, and hack/node/down.sh removes it" >&2
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+phase "node up"
+bash hack/node/up.sh >/dev/null
+# shellcheck disable=SC1091
+source "$state/env"
+ctr() { command ctr -a /run/mediajob-e2e/containerd.sock -n k8s.io "$@"; }
+
+phase "images"
+controller_image=${E2E_CONTROLLER_IMAGE:-mediajob-controller:dev}
+sandbox_image=${E2E_SANDBOX_IMAGE:-mediajob-sandbox:dev}
+if [[ -z ${E2E_SKIP_BUILD:-} ]]; then
+  make image >&2
+  make sandbox-image >&2
+fi
+docker tag "$controller_image" ghcr.io/phi-dev/mediajob-controller:0.1.0
+docker save ghcr.io/phi-dev/mediajob-controller:0.1.0 "$sandbox_image" | ctr images import - >/dev/null
+normalized() { # how containerd names a Docker reference
+  case $1 in */*) [[ ${1%%/*} == *[.:]* || ${1%%/*} == localhost ]] && echo "$1" || echo "docker.io/$1" ;;
+    *) echo "docker.io/library/$1" ;; esac
+}
+# manifests/e2e runs mediajob-sandbox:dev; another build of it is renamed in the node only
+if [[ $(normalized "$sandbox_image") != docker.io/library/mediajob-sandbox:dev ]]; then
+  ctr images tag --force "$(normalized "$sandbox_image")" docker.io/library/mediajob-sandbox:dev >/dev/null
+fi
+ctr images ls -q | grep -E 'mediajob|pause'
+
+phase "simulators"
+kubectl apply -k manifests/e2e
+kubectl -n mediajob-e2e rollout status deployment/mediajob-sandbox --timeout=120s
+report_url="http://$(kubectl -n mediajob-e2e get service mediajob-sandbox -o jsonpath='{.spec.clusterIP}'):8084"
+report() { curl -sf --max-time 5 "$report_url/report"; }
+for i in $(seq 30); do report >/dev/null && break; ((i < 30)) || fail "the sandbox report port does not answer"; sleep 1; done
+
+phase "README install block"
+# A copy of the repo as a user would have it (tracked files, as in this work tree).
+git ls-files -z | tar --null -T - -c | tar -x -C "$work"
+config_env=$work/manifests/default/config.env
+[[ -f $config_env ]] || config_env=$work/manifests/manager/config.env
+set_config() { # set_config KEY VALUE: edit the line, as a user would in their editor
+  if grep -q "^$1=" "$config_env"; then sed -i "s#^$1=.*#$1=$2#" "$config_env"; else echo "$1=$2" >>"$config_env"; fi
+}
+sim=mediajob-sandbox.mediajob-e2e
+set_config AIRTABLE_API_URL "http://$sim:8081"
+set_config AIRTABLE_BASE_ID appSANDBOXworld01
+set_config NCA_API_URL "http://$sim:8082"
+set_config SPACES_BASE_URL "http://$sim:8083/phi-bucket"
+set_config POLLING_INTERVAL_MINUTES 0.25
+echo "config: ${config_env#"$work"/}"; sed 's/^/  /' "$config_env"
+install_block "${E2E_README:-$repo/README.md}" >"$work/install.sh"
+echo "--- the README's install block:"; sed 's/^/  | /' "$work/install.sh"
+# The simulators' fixed keys (sandbox/world.py); WEBHOOK_TOKEN is the one manifests/e2e sends.
+export AIRTABLE_API_KEY=patSandboxWorld.0123456789abcdef NCA_API_KEY=nca-sandbox-world-key-0123 \
+  WEBHOOK_TOKEN=e2e-webhook-token
+(cd "$work" && bash -euo pipefail install.sh)
+
+ns=mediajob-system
+kc() { kubectl -n "$ns" "$@"; }
+holder() { kc get lease mediajob-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true; }
+controller_pods() { kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
+leader_log=()
+note_leader() { leader_log+=("$(date -u +%H:%M:%S) $1"); echo "leader: $1"; }
+
+phase "2 replicas Ready"
+kc rollout status deployment/mediajob-controller --timeout=180s
+ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
+[[ $ready == 2 ]] || fail "want 2 Ready replicas, have ${ready:-0}"
+for i in $(seq 60); do [[ -n $(holder) ]] && break; ((i < 60)) || fail "no pod took the Lease"; sleep 1; done
+note_leader "$(holder) holds the Lease"
+
+phase "MediaJobs Ready"
+want=$(report | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
+for i in $(seq 90); do
+  have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
+  ((have >= want)) && break
+  ((i < 90)) || fail "the mirror created $have of $want MediaJobs"
+  sleep 2
+done
+kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+echo "all $want MediaJobs Ready"
+
+phase "webhook through the Service"
+answered=$(report | python3 -c 'import json,sys; print(sum(1 for w in json.load(sys.stdin)["webhooks"] if w["status"] and 200 <= w["status"] < 300))')
+echo "webhooks from the NCA simulator's pod answered 2xx through http://mediajob-controller.$ns:8080: $answered"
+((answered >= 1)) || fail "no webhook reached a controller pod through the Service"
+# and one from here, through the Service's ClusterIP (kube-proxy), with a wrong and the right token
+svc=$(kc get service mediajob-controller -o jsonpath='{.spec.clusterIP}')
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=wrong" -d '{}')
+[[ $code == 401 ]] || fail "a wrong webhook token answered $code, want 401"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=$WEBHOOK_TOKEN" -d '{"id":"x"}')
+[[ $code == 400 ]] || fail "a malformed webhook answered $code, want 400"
+echo "ClusterIP $svc:8080 answers 401 to a wrong token, 400 to a malformed body"
+
+check_writes() { # no Airtable row written more than once per job (Jobs row + target row = 2)
+  report | python3 -c '
+import json, sys
+jobs = json.load(sys.stdin)["jobs"]
+bad = [j for j in jobs if j["writes"] != 2]
+print("Airtable writes: %d for %d jobs" % (sum(j["writes"] for j in jobs), len(jobs)))
+for j in bad:
+    print("  job %s (%s): %d writes, want 2" % (j["record_id"], j["status"], j["writes"]))
+sys.exit(1 if bad else 0)' || fail "doubled (or missing) Airtable writes"
+}
+check_writes
+
+failover() { # failover LABEL ACTION...: the Lease moves within 20 s of the leader's termination
+  local label=$1; shift
+  local old new t0="" t1 dt
+  old=$(holder)
+  curl -sf -X POST "$report_url/jobs?count=6" >/dev/null # jobs in flight across the change
+  want=$((want + 6))
+  echo "leader $old; $label"
+  "$@"
+  for i in $(seq 600); do
+    if [[ -z $t0 ]]; then
+      gone=$(kc get pod "$old" -o jsonpath='{.metadata.deletionTimestamp}' 2>&1 || true)
+      [[ -n $gone ]] && t0=$(date +%s.%N)
+    fi
+    new=$(holder)
+    if [[ -n $t0 && -n $new && $new != "$old" ]]; then break; fi
+    ((i < 600)) || fail "$label: the Lease stayed with ${new:-nobody} (was $old)"
+    sleep 0.2
+  done
+  t1=$(date +%s.%N)
+  dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  note_leader "$label: $old -> $new in ${dt}s after $old began terminating"
+  awk -v d="$dt" 'BEGIN { exit !(d <= 20) }' || fail "$label: the Lease took ${dt}s, want <= 20 s"
+}
+
+phase "failover: delete the leader"
+failover "kubectl delete pod" kc delete pod "$(holder)" --wait=false
+kc rollout status deployment/mediajob-controller --timeout=180s
+
+phase "failover: rollout restart"
+failover "kubectl rollout restart" kc rollout restart deployment/mediajob-controller
+kc rollout status deployment/mediajob-controller --timeout=240s
+
+phase "all jobs done, no doubled write"
+for i in $(seq 90); do
+  have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
+  ((have >= want)) && break
+  ((i < 90)) || fail "the mirror created $have of $want MediaJobs"
+  sleep 2
+done
+kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+check_writes
+
+phase "probes and restarts"
+# Readiness fails by design while a replica starts; after that both stay Ready, and liveness never fails.
+for _ in $(seq "${E2E_SOAK_CHECKS:-15}"); do
+  ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
+  [[ $ready == 2 ]] || fail "want 2 Ready replicas after the failovers, have ${ready:-0}"
+  sleep 2
+done
+restarts=$(kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
+((restarts == 0)) || fail "controller containers restarted $restarts times"
+liveness=$(kc get events --field-selector reason=Unhealthy -o jsonpath='{range .items[*]}{.involvedObject.name}: {.message}{"\n"}{end}' | grep -i liveness || true)
+[[ -z $liveness ]] || fail "liveness probe failures: $liveness"
+echo "2 replicas Ready through the soak, 0 restarts, no liveness failure"
+
+phase "kubectl mediajob stats"
+PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"
+
+phase "summary"
+echo "--- pods"; kubectl get pods -A -o wide
+echo "--- leader changes"; printf '  %s\n' "${leader_log[@]}"
+echo "--- job phases"; kc get mediajobs
+kc get mediajobs -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | sort | uniq -c
+phase "done"
+echo "--- timings"; printf '  %s\n' "${timings[@]:1}"
+echo "E2E PASSED in $(($(date +%s) - started))s"
