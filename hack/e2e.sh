@@ -79,8 +79,7 @@ phase "images"
 controller_image=${E2E_CONTROLLER_IMAGE:-mediajob-controller:dev}
 sandbox_image=${E2E_SANDBOX_IMAGE:-mediajob-sandbox:dev}
 if [[ -z ${E2E_SKIP_BUILD:-} ]]; then
-  make image >&2
-  make sandbox-image >&2
+  make image-sandbox >&2 # mediajob-controller:dev and mediajob-sandbox:dev
 fi
 docker tag "$controller_image" ghcr.io/phi-dev/mediajob-controller:0.1.0
 docker save ghcr.io/phi-dev/mediajob-controller:0.1.0 "$sandbox_image" | ctr images import - >/dev/null
