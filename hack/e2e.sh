@@ -22,13 +22,16 @@ install_block() { # install_block README: the one ```sh block between the marker
   awk '
     /<!-- install:begin -->/ { inside = 1; seen_begin = 1; next }
     /<!-- install:end -->/ { inside = 0; seen_end = 1; next }
-    inside && /^```sh[[:space:]]*$/ && !fence { fence = 1; blocks++; next }
-    inside && /^```/ && fence { fence = 0; next }
-    inside && /^```/ { blocks++ }
-    inside && fence { print }
+    !inside { next }
+    /^```/ && fence { fence = 0; next }
+    /^```sh[[:space:]]*$/ { fence = 1; sh++; next }
+    /^```/ { fence = 1; other++; next }
+    fence == 1 && sh == 1 && !other { print }
     END {
       if (!seen_begin || !seen_end) { print "no <!-- install:begin --> ... <!-- install:end --> in the README" > "/dev/stderr"; exit 1 }
-      if (blocks != 1 || fence) { print "want exactly one ```sh block between the install markers, found " blocks > "/dev/stderr"; exit 1 }
+      if (sh != 1 || other || fence) {
+        printf "want exactly one closed ```sh block between the install markers, found %d (and %d other blocks)\n", sh, other > "/dev/stderr"; exit 1
+      }
     }' "$readme"
 }
 if [[ ${1:-} == --print-install-block ]]; then
