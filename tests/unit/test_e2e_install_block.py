@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BLOCK = "kubectl apply -k manifests/default\nkubectl -n mediajob-system create secret generic x \\\n  --from-literal=A=b\n"
+BLOCK = (
+    "kubectl apply -k manifests/default\n"
+    "kubectl -n mediajob-system create secret generic x \\\n"
+    "  --from-literal=A=b\n"
+)
 
 
 def extract(readme: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own script
-        ["/bin/bash", str(REPO / "hack" / "e2e.sh"), "--print-install-block", str(readme)],  # noqa: S607
+    return subprocess.run(
+        ["/bin/bash", str(REPO / "hack" / "e2e.sh"), "--print-install-block", str(readme)],
         capture_output=True,
         text=True,
         timeout=30,
