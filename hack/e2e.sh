@@ -40,6 +40,12 @@ if [[ ${1:-} == --print-install-block ]]; then
 fi
 
 cd "$repo"
+# One node per machine (fixed state dir, cni0, DNS on port 53): concurrent runs wait their turn.
+exec 9>/run/lock/mediajob-e2e.lock
+if ! flock -n 9; then
+  echo "another make e2e runs on this machine; waiting for it" >&2
+  flock 9
+fi
 started=$(date +%s)
 phase_start=$started
 timings=()
