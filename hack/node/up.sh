@@ -25,7 +25,7 @@ fi
 # --- packages (a fresh machine of this kind has none of them) -------------------------------------
 need=()
 for pair in containerd:containerd runc:runc ctr:containerd docker:docker.io dockerd:docker.io \
-  iptables:iptables openssl:openssl gcc:gcc python3:python3 ip:iproute2; do
+  iptables:iptables openssl:openssl gcc:gcc python3:python3 ip:iproute2 curl:curl; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || need+=(containernetworking-plugins)
@@ -41,6 +41,12 @@ if ! docker info >/dev/null 2>&1; then
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   fi
 fi
+
+# Pods on the bridge reach Services (DNAT) and each other through iptables: br_netfilter and forwarding.
+[[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter ||
+  log "warning: br_netfilter is not loaded; traffic from a pod to a Service on the same node may fail"
+[[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] && echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+[[ $(cat /proc/sys/net/ipv4/ip_forward) == 1 ]] || echo 1 >/proc/sys/net/ipv4/ip_forward
 
 # --- binaries --------------------------------------------------------------------------------------
 cp_bin=$(bash "$here/../controlplane/build.sh")
