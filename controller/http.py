@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from controller import logs
 from controller.clients.kube import KubeClient, KubeError
@@ -141,7 +142,8 @@ class HttpServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/webhooks/nca", self._webhook)
-        app.router.add_get("/metrics", self._metrics_page)
+        # prometheus_client's own handler: OpenMetrics when the scraper asks for it, gzip, ?name[]=
+        app.router.add_get("/metrics", make_aiohttp_handler(self._metrics.registry))
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         return app
@@ -211,9 +213,6 @@ class HttpServer:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("webhook recorded late failed: %s", task.exception())
-
-    async def _metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return _answer(200, "ok", None)
