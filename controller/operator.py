@@ -50,7 +50,7 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(memo: Memo, **_: Any) -> kopf.ConnectionInfo:
-        return memo.runtime.clients.kube.info
+        return memo.runtime.clients.kube.login()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def observe(event: kopf.RawEvent, memo: Memo, **_: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import ctypes
 import json
@@ -70,6 +71,16 @@ async def stop_process(proc: asyncio.subprocess.Process, grace: float) -> None:
         await proc.wait()
 
 
+def _jwt_shaped(subject: str) -> str:
+    """An unsigned token in JWT form that expires in a day: the API server takes it from its token file."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"sub": subject, "iss": "https://oidc.invalid", "exp": int(time.time()) + 86400}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_hex(8)}"
+
+
 def _die_with_parent() -> None:
     """Children are killed if the process that started them dies, so nothing is left behind."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -83,8 +94,16 @@ class ControlPlane:
         self.detached = detached
         self.kubeconfig = state_dir / "kubeconfig"
         self.token = ""
+        self.oidc_token = (
+            ""  # JWT-shaped, so that a kubeconfig's OIDC auth-provider accepts it as an id-token
+        )
         self.url = ""
         self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def ca_path(self) -> Path:
+        """The API server's self-signed chain: its own CA, for 127.0.0.1 and kubernetes.default.svc."""
+        return self.state_dir / "certs" / "apiserver.crt"
 
     @property
     def kubectl_path(self) -> Path:
@@ -98,7 +117,10 @@ class ControlPlane:
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         self.token = secrets.token_hex(16)
         self.url = f"https://127.0.0.1:{api_port}"
-        (self.state_dir / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
+        self.oidc_token = _jwt_shaped(subject="oidc-admin")
+        (self.state_dir / "tokens.csv").write_text(
+            f'{self.token},admin,admin,"system:masters"\n{self.oidc_token},oidc-admin,oidc-admin,"system:masters"\n'
+        )
         sa_key = self.state_dir / "sa.key"
         if not sa_key.exists():
             subprocess.run(  # noqa: S603

@@ -1,14 +1,17 @@
 """The few Kubernetes API calls the controller makes itself, beside kopf's own watch.
 
 kopf watches the MediaJobs; the status patches, the mirror's creates, the Lease and the Events go
-through this client. It reuses kopf's login (kubeconfig or in-cluster service account) so there
-is one source of credentials, and it puts a hard timeout on every call: the Lease must be able
-to give up before the renew deadline, which the generated clients do not do by default.
+through this client. It shares one login with kopf (`KubeLogin`: every kubeconfig kubectl takes,
+or the pod's rotating service-account token), so there is one source of credentials, and it puts
+a hard timeout on every call: the Lease must be able to give up before the renew deadline, which
+the generated clients do not do by default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime as dt
 import logging
 import ssl
 import tempfile
@@ -23,6 +26,7 @@ import httpx
 import kopf
 
 from controller.clients import RequestObserver, ignore_request
+from controller.clients.login import KubeLogin
 from controller.naming import GROUP, PLURAL, VERSION
 
 SYSTEM = "kubernetes"
@@ -51,12 +55,8 @@ Login = Callable[[], kopf.ConnectionInfo]
 
 
 def default_login() -> kopf.ConnectionInfo:
-    """In-cluster service account first, then the kubeconfig, as kopf itself would do."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise kopf.LoginError("no service account and no kubeconfig: cannot reach Kubernetes")
-    return info
+    """$KUBECONFIG, then the pod's service account, then ~/.kube/config (controller-runtime's order)."""
+    return KubeLogin(in_cluster_first=True)()
 
 
 class KubeClient:
@@ -81,6 +81,13 @@ class KubeClient:
     async def close(self) -> None:
         await self._http.aclose()
         self._tmp.cleanup()
+
+    def login(self) -> kopf.ConnectionInfo:
+        """Fresh credentials, for kopf's login handler too: after a 401 kopf asks again, and a
+        cached answer would only repeat the 401."""
+        self.info = self._login()
+        self._http.headers.update(self.info.as_http_headers())
+        return self.info
 
     # MediaJobs -----------------------------------------------------------------------------
 
@@ -228,6 +235,9 @@ class KubeClient:
             headers["Content-Type"] = content_type
         if accept:
             headers["Accept"] = accept
+        expiration = self.info.expiration
+        if expiration is not None and dt.datetime.now(dt.UTC) >= _aware(expiration):
+            await asyncio.to_thread(self.login)
         for attempt in (1, 2):
             try:
                 response = await self._http.request(
@@ -246,18 +256,14 @@ class KubeClient:
                 raise KubeUnavailable(0, f"{method} {path}: {type(exc).__name__}") from None
             self._observe(SYSTEM, str(response.status_code))
             if response.status_code == 401 and attempt == 1:
-                # Bound service-account tokens rotate on disk; log in again once.
-                self._relogin()
+                # Tokens rotate on disk and exec credentials expire: log in again once.
+                await asyncio.to_thread(self.login)
                 continue
             break
         if response.status_code >= 300:
             raise _error(method, path, response)
         data = response.json()
         return data if isinstance(data, dict) else {}
-
-    def _relogin(self) -> None:
-        self.info = self._login()
-        self._http.headers.update(self.info.as_http_headers())
 
     def _connect(self, info: kopf.ConnectionInfo) -> httpx.AsyncClient:
         context = ssl.create_default_context()
@@ -289,6 +295,10 @@ class KubeClient:
         target.write_bytes(_pem(data))
         target.chmod(0o600)
         return str(target)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _pem(data: str | bytes) -> bytes:
