@@ -27,11 +27,23 @@ lint: install ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install controlplane lint ## Lint, then every test tier except `slow`, against a real local control plane
+test: install controlplane lint ## Lint, then every tier but `slow`: the control plane and the built image in Docker
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-unit: install ## Only the tests that need no control plane
+test-unit: install ## Only the tests that need no control plane and no Docker
 	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
+
+test-image: install controlplane ## Only the image tier: build the image, run it as a pod would
+	$(VENV)/bin/pytest -m image $(PYTEST_ARGS)
+
+image: ## Build mediajob-controller:dev (starts Docker if needed; offline base from Debian packages if no registry)
+	bash hack/image.sh
+
+image-sandbox: ## Build mediajob-controller:dev and the e2e simulators' image mediajob-sandbox:dev
+	bash hack/image.sh --sandbox
+
+lock: install ## Re-pin requirements.lock (hash-checked; the Dockerfile installs from it) after a dependency change
+	$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o requirements.lock pyproject.toml
 
 test-slow: install controlplane ## The long scenario tests (`make demo` end to end, SIGKILL failover with 1,000 jobs)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
@@ -57,4 +69,5 @@ e2e: ## kind end-to-end (needs Docker; not run in CI)
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 
-.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean
+PHONY_EXTRA := test-image image image-sandbox lock
+.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean $(PHONY_EXTRA)
