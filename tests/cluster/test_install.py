@@ -101,6 +101,19 @@ def test_the_install_block_runs_as_written_and_an_edit_rolls_the_pods(
     config = root / "manifests" / "default" / "config.env"
     config.write_text(config.read_text().replace("appREPLACEMEbase1", "appINSTALLbase001"))
 
+    # a Secret made by hand earlier (the old instructions): the block takes it over
+    controlplane.kubectl("apply", "-f", str(REPO / "manifests" / "default" / "namespace.yaml"))
+    controlplane.kubectl("delete", "secret", "mediajob-controller-secrets", "-n", NS, "--ignore-not-found")
+    controlplane.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "mediajob-controller-secrets",
+        "-n",
+        NS,
+        "--from-literal=NCA_API_KEY=old",
+    )
+
     run_block(controlplane, root, SECRETS)
     first, data = config_in_use(controlplane)
     assert re.fullmatch(r"mediajob-controller-config-[a-z0-9]{10}", first)
