@@ -108,11 +108,18 @@ def test_a_follower_exports_no_job_gauges_and_the_leader_does() -> None:
     assert series_names(metrics) >= JOB_GAUGES
 
 
-def test_alerts_on_job_gauges_sum_over_replicas() -> None:
-    """max() would hide a real count split over replicas; only sum() is right with leader-only gauges."""
-    for rule in rules():
-        for gauge in JOB_GAUGES & used(rule["expr"]):
-            assert re.search(rf"sum\((by \([^)]*\) )?\(?{gauge}\b", rule["expr"]), rule["alert"]
+def test_alerts_and_panels_sum_the_job_gauges_over_replicas() -> None:
+    """With leader-only gauges, sum() over the targets is the count; max() would hide a doubled
+    count from an older version during a rolling update, and a bare series shows per replica."""
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = [(r["alert"], r["expr"]) for r in rules()]
+    exprs += [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    checked = 0
+    for where, expr in exprs:
+        for gauge in JOB_GAUGES & used(expr):
+            assert re.search(rf"sum(\s+by\s*\([^)]*\))?\s*\(\s*{gauge}\b", expr), (where, expr)
+            checked += 1
+    assert checked >= 4
 
 
 def test_the_process_and_gc_collectors_are_registered() -> None:
