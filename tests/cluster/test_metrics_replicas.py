@@ -56,7 +56,7 @@ async def test_sums_over_a_leader_and_a_follower_count_each_job_once(
     ]
     oldest = world.add_job("add_music", created=now - timedelta(hours=8), drop_webhook=True)
     polled = world.add_job("concatenate", drop_webhook=True)
-    hooked = world.add_job("concatenate", drop_webhook=False)
+    hooked = world.add_job("concatenate", drop_webhook=True)
     for job in [*young, *older, oldest, polled, hooked]:
         world.nca_sim.set_status(job.job_id, "running")
     env = world.env(
@@ -82,12 +82,24 @@ async def test_sums_over_a_leader_and_a_follower_count_each_job_once(
             return {resource_name(j.record_id) for j in everyone} <= names
 
         await until(all_mirrored, timeout=30)
-        # One completion found by the leader's checks, one by a webhook sent to the follower.
-        world.nca_sim.jobs[
-            hooked.job_id
-        ].webhook_url = f"http://127.0.0.1:{follower.port}/webhooks/nca?token={WEBHOOK_TOKEN}"
-        world.nca_sim.finish_now(hooked.job_id)
+        # One completion found by the leader's checks, one by a webhook sent to the follower. The
+        # webhook's output is nowhere a check could find it (NCA still says running, nothing on
+        # Spaces), so only the follower can complete that job.
         world.nca_sim.finish_now(polled.job_id)
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{follower.port}/webhooks/nca",
+                headers={"X-Webhook-Token": WEBHOOK_TOKEN},
+                json={
+                    "endpoint": "/v1/video/concatenate",
+                    "code": 200,
+                    "id": hooked.record_id,
+                    "job_id": hooked.job_id,
+                    "response": f"{world.spaces.base_url}/elsewhere/{hooked.job_id}.mp4",
+                    "message": "success",
+                },
+            )
+        assert answer.status_code in (200, 202), answer.text
         await wait_synced(kube, namespace, hooked, timeout=30)
         await wait_synced(kube, namespace, polled, timeout=30)
 
