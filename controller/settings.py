@@ -18,9 +18,10 @@ T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_BASE_ID = re.compile(r"^app[A-Za-z0-9]{14}$")
+# Matched whole with `fullmatch`: `$` would also match before a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_BASE_ID = re.compile(r"app[A-Za-z0-9]{14}")
 
 
 class SettingsError(ValueError):
@@ -250,7 +251,7 @@ def _http_url(raw: str) -> str:
 
 
 def _base_id(raw: str) -> str:
-    if not _BASE_ID.match(raw):
+    if not _BASE_ID.fullmatch(raw):
         raise ValueError("must look like an Airtable base id (app + 14 letters or digits)")
     return raw
 
@@ -262,13 +263,13 @@ def _table(raw: str) -> str:
 
 
 def _dns_label(raw: str) -> str:
-    if not _DNS_LABEL.match(raw):
+    if not _DNS_LABEL.fullmatch(raw):
         raise ValueError("must be a DNS-1123 label")
     return raw
 
 
 def _dns_subdomain(raw: str) -> str:
-    if not _DNS_SUBDOMAIN.match(raw):
+    if not _DNS_SUBDOMAIN.fullmatch(raw):
         raise ValueError("must be a DNS-1123 subdomain")
     return raw
 
