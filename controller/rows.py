@@ -8,6 +8,7 @@ trusted: every field is checked, and `Request Payload` is parsed as JSON or as a
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -194,10 +195,8 @@ def _parse_time(record_id: str, raw: Any) -> datetime:
         raise RowError(record_id, FIELD_CREATED, f"is not an ISO-8601 time: {text!r:.40}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    try:
+    with contextlib.suppress(OverflowError):  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
         parsed = parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
-        pass
     if not submitted_in_range(parsed):
         raise RowError(
             record_id,

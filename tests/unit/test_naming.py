@@ -29,9 +29,11 @@ def test_expected_output_url(operation: str, override: str | None, expected: str
 
 @pytest.mark.parametrize(
     "bad",
-    ["../etc/passwd", "a/b", "a b", "x" * 129, "", ".hidden", "a..b", "-lead", "ü", "a\nb"]
-    # Patterns are matched whole (section 7), and the id is a label value (section 1).
-    + ["abc\n", "abc\r\n", "\nabc", "x" * 64, "trail-", "trail."],
+    [
+        *["../etc/passwd", "a/b", "a b", "x" * 129, "", ".hidden", "a..b", "-lead", "ü", "a\nb"],
+        # Patterns are matched whole (section 7), and the id is a label value (section 1).
+        *["abc\n", "abc\r\n", "\nabc", "x" * 64, "trail-", "trail."],
+    ],
 )
 def test_unsafe_external_ids_are_refused(bad: str) -> None:
     with pytest.raises(UnsafeIdError):
