@@ -1,0 +1,136 @@
+"""Contract section 7 on the real control plane: inputs never stop the controller.
+
+Poison rows sit beside good rows in the Airtable simulator; the operator runs in this event loop
+against the real kube-apiserver, so a row that escaped its scope would end the leader's work
+(and, in a process, exit it with 1).
+"""
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from controller.clients.kube import KubeClient
+from controller.mirror import NOTE_PREFIX
+from sandbox.controlplane import ControlPlane
+from sandbox.world import World
+from tests.harness import running, settings_for, until, wait_synced
+
+POISON: dict[str, dict[str, Any]] = {
+    "deep json": {
+        "Request Payload": '{"operation":"combine","x":' + "[" * 3000 + "]" * 3000 + "}",
+    },
+    "99,999 brackets": {"Request Payload": "[" * 99_999},
+    "deep python literal": {
+        "Request Payload": "{'operation': 'combine', 'x': " + "(" * 3000 + ")" * 3000 + "}"
+    },
+    "year 0001": {"Created Time": "0001-01-01T00:00:00+01:00"},
+    "year 9999": {"Created Time": "9999-12-31T23:59:59Z"},
+    "junk": {"Request Payload": "\x00\udcff\ufeff{]", "Created Time": "\u0660\u0661"},
+    "newline in segment id": {
+        "Request Payload": json.dumps({"operation": "combine", "segment_id": "recAAAAAAAAAAAAAA\n"})
+    },
+    "external id with a newline": {"External Job ID": "job-1\nx"},
+}
+
+
+def poison_row(world: World, fields: dict[str, Any]) -> str:
+    base = {
+        "Status": "processing",
+        "External Job ID": "poison-job-1",
+        "Request Payload": json.dumps({"operation": "concatenate"}),
+        "Created Time": "2026-11-28T17:41:05.000Z",
+    }
+    return world.airtable.add_record(world.base_id, "Jobs", {**base, **fields})
+
+
+async def test_poison_rows_get_one_note_each_and_good_rows_complete(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    good_before = [world.add_job(op, drop_webhook=True) for op in ("combine", "concatenate", "add_music")]
+    poison = {case: poison_row(world, fields) for case, fields in POISON.items()}
+    good_after = [world.add_job(op, drop_webhook=True) for op in ("combine", "concatenate", "add_music")]
+    async with running(settings_for(world, namespace)) as runtime:
+        for job in good_before + good_after:
+            await wait_synced(kube, namespace, job, timeout=60)
+        mirror = runtime.mirror
+        assert mirror is not None
+        cycles = mirror.cycles
+        await until(lambda: mirror.cycles >= cycles + 3, timeout=30)  # more cycles see the same rows
+        assert runtime.is_leader
+        assert runtime._leadership is not None
+        assert not runtime._leadership.done()
+        assert runtime.exit_code == 0
+        assert not runtime.stop_flag.is_set()
+    for case, record_id in poison.items():
+        notes = world.airtable.get_fields(world.base_id, "Jobs", record_id).get("Notes", "")
+        assert notes.count(NOTE_PREFIX) == 1, (case, notes)
+        assert world.airtable.writes_for(record_id) == 1, case
+        assert world.airtable.get_fields(world.base_id, "Jobs", record_id)["Status"] == "processing"
+    for job in good_before + good_after:
+        assert world.jobs_row(job)["Status"] == "completed"
+    names = {item["metadata"]["name"] for item in await kube.list_mediajobs(namespace)}
+    assert len(names) == len(good_before + good_after)
+
+
+def by_hand(name: str, **spec: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "media.phi.dev/v1alpha1",
+            "kind": "MediaJob",
+            "metadata": {"name": name},
+            "spec": {
+                "airtableRecordId": "recAbCdEfGhIjKlMn",
+                "externalJobId": "by-hand-1",
+                "operation": "combine",
+                "submittedAt": "2026-11-28T17:41:05Z",
+                **spec,
+            },
+        }
+    )
+
+
+async def test_an_invalid_spec_seen_by_the_watch_gets_an_event_from_the_loop(
+    world: World, namespace: str, controlplane: ControlPlane
+) -> None:
+    """Created while leading, so only kopf's watch handler sees it: it must run on the loop.
+
+    A sync handler runs in a worker thread, where Runtime.observe's asyncio.create_task raises
+    RuntimeError: the Event is never posted.
+    """
+    async with running(settings_for(world, namespace)) as runtime:
+        assert runtime.is_leader
+        threads: set[int] = set()
+        observe = runtime.observe
+
+        def on_loop_thread(event_type: str | None, body: dict[str, Any]) -> None:
+            threads.add(threading.get_ident())
+            observe(event_type, body)
+
+        runtime.observe = on_loop_thread  # type: ignore[method-assign]
+        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=by_hand("dots", externalJobId="a..b"))
+        controlplane.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=by_hand("far-future", submittedAt="9999-12-31T23:59:59Z"),
+        )
+
+        def reported() -> dict[str, str]:
+            events = json.loads(controlplane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)[
+                "items"
+            ]
+            return {e["involvedObject"]["name"]: e["message"] for e in events if e["reason"] == "InvalidSpec"}
+
+        events = await until(lambda: _two(reported), timeout=20, every=0.5)
+        assert runtime.exit_code == 0
+    assert threads == {threading.get_ident()}  # every watch event was handled on the loop's thread
+    assert "unsafe external job id" in events["dots"]
+    assert "submittedAt is outside" in events["far-future"]
+
+
+async def _two(reported: Any) -> dict[str, str] | None:
+    found: dict[str, str] = await asyncio.to_thread(reported)
+    return found if len(found) == 2 else None
