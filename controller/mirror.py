@@ -66,7 +66,7 @@ def unreadable(record: Any, exc: Exception) -> RowError:
     """A typed error for a row that failed in a way the parser did not foresee."""
     raw_id = record.get("id") if isinstance(record, dict) else None
     try:
-        record_id = check_record_id(raw_id)
+        record_id = check_record_id(raw_id if isinstance(raw_id, str) else "")
     except UnsafeIdError:
         record_id = "<unknown>"
     return RowError(record_id, None, f"the row could not be read ({type(exc).__name__})")
