@@ -8,13 +8,16 @@ against the real kube-apiserver, so a row that escaped its scope would end the l
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from controller.clients.kube import KubeClient
 from controller.mirror import NOTE_PREFIX
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
+from tests.cluster.test_leader import env_for
 from tests.harness import running, settings_for, until, wait_synced
+from tests.processes import ControllerProcess, controllers
 
 POISON: dict[str, dict[str, Any]] = {
     "deep json": {
@@ -134,3 +137,29 @@ async def test_an_invalid_spec_seen_by_the_watch_gets_an_event_from_the_loop(
 async def _two(reported: Any) -> dict[str, str] | None:
     found: dict[str, str] = await asyncio.to_thread(reported)
     return found if len(found) == 2 else None
+
+
+async def test_poison_rows_never_stop_a_replica_process(
+    world: World, namespace: str, kube: KubeClient, controlplane: ControlPlane, tmp_path: Path
+) -> None:
+    """As deployed: two replicas with leader election; before, each leader in turn exited with 1."""
+    poison = [poison_row(world, fields) for fields in POISON.values()]
+    good = [world.add_job(op, drop_webhook=True) for op in ("combine", "concatenate", "add_music")]
+    env = env_for(world, namespace, controlplane.kubeconfig)
+    a, b = ControllerProcess("poison-a", env, tmp_path), ControllerProcess("poison-b", env, tmp_path)
+    with controllers(a, b):
+        for job in good:
+            await wait_synced(kube, namespace, job, timeout=60)
+        await until(
+            lambda: all("mediajob-controller cannot track" in w_notes(world, r) for r in poison), timeout=30
+        )
+        await asyncio.sleep(3)  # a few more mirror cycles over the same rows
+        assert (a.returncode, b.returncode) == (None, None), a.log()[-2000:] + b.log()[-2000:]
+    for record_id in poison:
+        assert w_notes(world, record_id).count(NOTE_PREFIX) == 1
+    assert "leader work crashed" not in a.log() + b.log()
+
+
+def w_notes(world: World, record_id: str) -> str:
+    notes: str = world.airtable.get_fields(world.base_id, "Jobs", record_id).get("Notes", "")
+    return notes
