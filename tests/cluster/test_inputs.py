@@ -8,11 +8,18 @@ against the real kube-apiserver, so a row that escaped its scope would end the l
 import asyncio
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from controller.clients.kube import KubeClient
+from controller.decide import Complete
+from controller.metrics import Metrics
 from controller.mirror import NOTE_PREFIX
+from controller.model import JobSpec, MediaJob, new_object
+from controller.naming import resource_name
+from controller.store import JobStore
+from controller.transitions import EventRecorder, Transitions
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
 from tests.cluster.test_leader import env_for
@@ -163,3 +170,34 @@ async def test_poison_rows_never_stop_a_replica_process(
 def w_notes(world: World, record_id: str) -> str:
     notes: str = world.airtable.get_fields(world.base_id, "Jobs", record_id).get("Notes", "")
     return notes
+
+
+async def test_a_metric_failure_after_the_status_patch_loses_neither_the_job_nor_its_event(
+    namespace: str, kube: KubeClient, controlplane: ControlPlane
+) -> None:
+    """A naive Last-Modified (as `-0000` gave) made _count raise after the patch: Event and result lost."""
+    spec = JobSpec(
+        airtable_record_id="recAbCdEfGhIjKlMn",
+        external_job_id="naive-date-1",
+        operation="concatenate",
+        submitted_at=datetime(2026, 11, 28, tzinfo=UTC),
+    )
+    name = resource_name(spec.airtable_record_id)
+    job = MediaJob.from_object(await kube.create_mediajob(new_object(name, namespace, spec)))
+    store = JobStore()
+    transitions = Transitions(
+        kube=kube, store=store, events=EventRecorder(kube, host="test", secrets=()), metrics=Metrics()
+    )
+    naive = datetime(2026, 11, 29, 10, 0)  # the point of the test
+    updated = await transitions.apply(job, Complete("http://x/naive-date-1.mp4", "spaces", naive), checks=1)
+    assert updated is not None
+    assert updated.status.phase == "Completed"
+    assert store.get(job.key) == updated
+
+    def events() -> list[str]:
+        items = json.loads(controlplane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)[
+            "items"
+        ]
+        return [e["reason"] for e in items if e["involvedObject"]["name"] == name]
+
+    assert await until(lambda: asyncio.to_thread(events)) == ["Completed"]
