@@ -12,12 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from controller import mirror as mirror_module
 from controller.clients.kube import KubeClient
 from controller.decide import Complete
 from controller.metrics import Metrics
 from controller.mirror import NOTE_PREFIX
 from controller.model import JobSpec, MediaJob, new_object
 from controller.naming import resource_name
+from controller.rows import JobRow, parse_job_row
 from controller.store import JobStore
 from controller.transitions import EventRecorder, Transitions
 from sandbox.controlplane import ControlPlane
@@ -201,3 +205,29 @@ async def test_a_metric_failure_after_the_status_patch_loses_neither_the_job_nor
         return [e["reason"] for e in items if e["involvedObject"]["name"] == name]
 
     assert await until(lambda: asyncio.to_thread(events)) == ["Completed"]
+
+
+async def test_a_row_that_trips_an_unforeseen_error_gets_a_note_and_the_mirror_goes_on(
+    world: World, namespace: str, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror's last line of defence: a bug in reading one row is that row's problem only."""
+    tripwire = poison_row(world, {"External Job ID": "trips-a-bug"})
+
+    def parse_with_a_bug(record: Any) -> JobRow:
+        if record.get("fields", {}).get("External Job ID") == "trips-a-bug":
+            raise ZeroDivisionError("a bug in the parser")
+        return parse_job_row(record)
+
+    monkeypatch.setattr(mirror_module, "parse_job_row", parse_with_a_bug)
+    good = world.add_job("concatenate", drop_webhook=True)
+    async with running(settings_for(world, namespace)) as runtime:
+        await wait_synced(kube, namespace, good)
+        mirror = runtime.mirror
+        assert mirror is not None
+        cycles = mirror.cycles
+        await until(lambda: mirror.cycles >= cycles + 2)
+        assert runtime.exit_code == 0
+    notes = w_notes(world, tripwire)
+    assert notes.count(NOTE_PREFIX) == 1
+    assert "could not be read (ZeroDivisionError)" in notes
+    assert world.airtable.writes_for(tripwire) == 1
