@@ -4,9 +4,10 @@
     kubectl mediajob recheck NAME... | --all-stuck     ask for a check now and wait until it ran
     kubectl mediajob stats                             completions by source, webhook misses, latency
 
-kubectl finds this as the `kubectl-mediajob` console script on PATH. It reads the kubeconfig the
-way kubectl does (KUBECONFIG or ~/.kube/config) and uses the current context's namespace unless
-told otherwise.
+kubectl finds this as the `kubectl-mediajob` console script on PATH. It follows kubectl's
+conventions: `--kubeconfig`, `--context`, `-n/--namespace` (default: the context's namespace),
+`-A/--all-namespaces` and `-o json|yaml|wide`, and reads credentials in kubectl's order
+(--kubeconfig, $KUBECONFIG, ~/.kube/config, then the pod's service account).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -21,9 +23,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+import kopf
+import yaml
+
 from controller.clients.kube import KubeClient, KubeError
+from controller.clients.login import KubeLogin
 from controller.model import parse_time, utcnow
 from controller.naming import ANNOTATION_RECHECK
+
+STRUCTURED = ("json", "yaml")
+OUTPUTS = (*STRUCTURED, "wide")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,80 +129,148 @@ def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         out.write("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-async def _rows(kube: KubeClient, namespace: str | None) -> list[Row]:
-    return [Row.of(obj) for obj in await kube.list_mediajobs(namespace)]
+def emit(data: Any, output: str, out: TextIO) -> None:
+    """kubectl's structured output: JSON with 4-space indent, or block-style YAML."""
+    if output == "json":
+        out.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
+    else:
+        out.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
-async def cmd_stuck(kube: KubeClient, namespace: str | None, args: argparse.Namespace, out: TextIO) -> int:
+def as_list(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several objects the way `kubectl get -o json` prints them."""
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": list(items)}
+
+
+@dataclasses.dataclass
+class Context:
+    """What every command gets: the client, the namespace (None: all), the parsed flags, the streams."""
+
+    kube: KubeClient
+    namespace: str | None
+    args: argparse.Namespace
+    out: TextIO
+    err: TextIO
+
+    @property
+    def output(self) -> str | None:
+        value = self.args.output
+        return str(value) if value else None
+
+    @property
+    def progress(self) -> TextIO:
+        """Human progress lines: on stderr when stdout carries JSON or YAML for a pipe."""
+        return self.err if self.output in STRUCTURED else self.out
+
+
+async def _objects(ctx: Context) -> list[dict[str, Any]]:
+    return await ctx.kube.list_mediajobs(ctx.namespace)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+async def cmd_stuck(ctx: Context) -> int:
     now = utcnow()
-    found = stuck(await _rows(kube, namespace), older_than=timedelta(minutes=args.older_than), now=now)
-    if not found:
-        out.write(f"No processing MediaJobs older than {args.older_than:g} minutes.\n")
-        return 0
-    header = ["NAMESPACE", "NAME", "OPERATION", "EXTERNAL-ID", "AGE", "CHECKS", "MESSAGE"]
-    table(
-        [header]
-        + [
-            [
-                r.namespace,
-                r.name,
-                r.operation,
-                r.external_id,
-                human(now - r.submitted_at),
-                str(r.checks),
-                r.message[:60],
-            ]
-            for r in found
-            if r.submitted_at
-        ],
-        out,
+    objects = {_key(obj): obj for obj in await _objects(ctx)}
+    found = stuck(
+        [Row.of(obj) for obj in objects.values()], older_than=timedelta(minutes=ctx.args.older_than), now=now
     )
+    if ctx.output in STRUCTURED:
+        emit(as_list(objects[(r.namespace, r.name)] for r in found), ctx.output or "json", ctx.out)
+        return 0
+    if not found:
+        ctx.out.write(f"No processing MediaJobs older than {ctx.args.older_than:g} minutes.\n")
+        return 0
+    wide = ctx.output == "wide"
+    header = ["NAMESPACE", "NAME", "OPERATION", "EXTERNAL-ID", "AGE", "CHECKS"]
+    header += ["SUBMITTED", "MESSAGE"] if wide else ["MESSAGE"]
+    lines = [header]
+    for r in found:
+        if r.submitted_at is None:
+            continue
+        cells = [r.namespace, r.name, r.operation, r.external_id, human(now - r.submitted_at), str(r.checks)]
+        if wide:
+            cells += [r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"), r.message]
+        else:
+            cells.append(r.message[:60])
+        lines.append(cells)
+    table(lines, ctx.out)
     return 0
 
 
-async def cmd_recheck(kube: KubeClient, namespace: str | None, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_recheck(ctx: Context) -> int:
+    args = ctx.args
     if args.all_stuck:
+        rows = [Row.of(obj) for obj in await _objects(ctx)]
         targets = [
             (r.namespace, r.name)
-            for r in stuck(
-                await _rows(kube, namespace), older_than=timedelta(minutes=args.older_than), now=utcnow()
-            )
+            for r in stuck(rows, older_than=timedelta(minutes=args.older_than), now=utcnow())
         ]
     else:
         if not args.names:
-            out.write("error: give MediaJob names or --all-stuck\n")
+            ctx.err.write("error: give MediaJob names or --all-stuck\n")
             return 2
-        targets = [(namespace or "default", name) for name in args.names]
+        if ctx.namespace is None:
+            ctx.err.write("error: a MediaJob NAME needs one namespace: use -n, not -A (or --all-stuck)\n")
+            return 2
+        targets = [(ctx.namespace, name) for name in args.names]
+    progress = ctx.progress
     if not targets:
-        out.write("Nothing to recheck.\n")
+        progress.write("Nothing to recheck.\n")
+        if ctx.output in STRUCTURED:
+            emit(as_list([]), ctx.output or "json", ctx.out)
         return 0
     token = f"{time.time():.6f}"
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for ns, name in targets:
-        await kube.patch_mediajob(ns, name, {"metadata": {"annotations": {ANNOTATION_RECHECK: token}}})
-        out.write(f"► annotating MediaJob {ns}/{name} with {ANNOTATION_RECHECK}={token}\n")
-    if args.no_wait:
-        return 0
-    out.write(f"◎ waiting for the controller to handle the recheck (up to {args.timeout:g} s)\n")
-    pending = set(targets)
-    deadline = time.monotonic() + args.timeout
-    while pending and time.monotonic() < deadline:
-        for ns, name in sorted(pending):
-            row = Row.of(await kube.get_mediajob(ns, name))
-            if row.handled_recheck == token:
-                pending.discard((ns, name))
-                via = f" via {row.via}" if row.via else ""
-                out.write(f"✔ {ns}/{name}: rechecked, phase {row.phase}{via}\n")
-        if pending:
-            await asyncio.sleep(0.5)
-    for ns, name in sorted(pending):
-        out.write(
-            f"✗ {ns}/{name}: not handled within {args.timeout:g} s (is a controller running and leading?)\n"
+        latest[(ns, name)] = await ctx.kube.patch_mediajob(
+            ns, name, {"metadata": {"annotations": {ANNOTATION_RECHECK: token}}}
         )
-    return 1 if pending else 0
+        progress.write(f"► annotating MediaJob {ns}/{name} with {ANNOTATION_RECHECK}={token}\n")
+    pending = set(targets)
+    if not args.no_wait:
+        progress.write(f"◎ waiting for the controller to handle the recheck (up to {args.timeout:g} s)\n")
+        deadline = time.monotonic() + args.timeout
+        while pending and time.monotonic() < deadline:
+            for ns, name in sorted(pending):
+                obj = latest[(ns, name)] = await ctx.kube.get_mediajob(ns, name)
+                row = Row.of(obj)
+                if row.handled_recheck == token:
+                    pending.discard((ns, name))
+                    via = f" via {row.via}" if row.via else ""
+                    progress.write(f"✔ {ns}/{name}: rechecked, phase {row.phase}{via}\n")
+            if pending:
+                await asyncio.sleep(0.5)
+        for ns, name in sorted(pending):
+            progress.write(
+                f"✗ {ns}/{name}: not handled within {args.timeout:g} s"
+                " (is a controller running and leading?)\n"
+            )
+    if ctx.output in STRUCTURED:
+        emit(as_list(latest[t] for t in targets), ctx.output or "json", ctx.out)
+    return 1 if pending and not args.no_wait else 0
 
 
-async def cmd_stats(kube: KubeClient, namespace: str | None, args: argparse.Namespace, out: TextIO) -> int:
-    result = stats(await _rows(kube, namespace))
+def stats_document(result: Stats) -> dict[str, Any]:
+    """`stats -o json|yaml`: plain types, camelCase keys as in Kubernetes objects."""
+    return {
+        "mediaJobs": sum(result.phases.values()),
+        "phases": dict(sorted(result.phases.items())),
+        "completionsBySource": dict(sorted(result.by_source.items())),
+        "webhookMissedShare": result.missed_by_webhook,
+        "detectionLatencySeconds": result.latency,
+    }
+
+
+async def cmd_stats(ctx: Context) -> int:
+    result = stats(Row.of(obj) for obj in await _objects(ctx))
+    if ctx.output in STRUCTURED:
+        emit(stats_document(result), ctx.output or "json", ctx.out)
+        return 0
+    out = ctx.out
     total = sum(result.phases.values())
     out.write(
         f"MediaJobs: {total}  " + "  ".join(f"{k}: {v}" for k, v in sorted(result.phases.items())) + "\n"
@@ -216,41 +293,66 @@ async def cmd_stats(kube: KubeClient, namespace: str | None, args: argparse.Name
 COMMANDS = {"stuck": cmd_stuck, "recheck": cmd_recheck, "stats": cmd_stats}
 
 
+def _kubectl_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """kubectl's flags, accepted before and after the command (`kubectl mediajob -n x stuck`, or
+    `... stuck -n x`); on the commands they default to "not given", so they never undo the top's."""
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--kubeconfig", metavar="PATH", help="the kubeconfig file to use", **unset)
+    parser.add_argument("--context", metavar="NAME", help="the kubeconfig context to use", **unset)
+    parser.add_argument(
+        "-n", "--namespace", metavar="NAMESPACE", help="the namespace (default: the context's)", **unset
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="all namespaces",
+        default=not top and argparse.SUPPRESS,
+    )
+    parser.add_argument("-o", "--output", choices=OUTPUTS, help="json, yaml or wide", **unset)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="kubectl mediajob", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    scope = argparse.ArgumentParser(add_help=False)
-    scope.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces")
+    _kubectl_flags(root, top=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _kubectl_flags(common, top=False)
     subs = root.add_subparsers(dest="command", required=True)
-    p_stuck = subs.add_parser("stuck", parents=[scope], help="processing jobs older than N minutes")
+    p_stuck = subs.add_parser("stuck", parents=[common], help="processing jobs older than N minutes")
     p_stuck.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES")
-    p_recheck = subs.add_parser("recheck", parents=[scope], help="check jobs now and wait until done")
+    p_recheck = subs.add_parser("recheck", parents=[common], help="check jobs now and wait until done")
     p_recheck.add_argument("names", nargs="*", metavar="NAME")
     p_recheck.add_argument("--all-stuck", action="store_true", help="every job that `stuck` lists")
     p_recheck.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES")
     p_recheck.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     p_recheck.add_argument("--no-wait", action="store_true")
-    subs.add_parser("stats", parents=[scope], help="completions by source, webhook misses, latency")
+    subs.add_parser("stats", parents=[common], help="completions by source, webhook misses, latency")
     return root
 
 
-async def run(argv: Sequence[str], out: TextIO) -> int:
+async def run(argv: Sequence[str], out: TextIO, err: TextIO | None = None) -> int:
+    err = err if err is not None else sys.stderr
     args = parser().parse_args(argv)
-    kube = KubeClient()
+    login = KubeLogin(kubeconfig=args.kubeconfig, context=args.context, in_cluster_first=False)
+    try:
+        kube = KubeClient(login)  # an exec plugin may run here, as it would for kubectl
+    except kopf.LoginError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
     try:
         namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace or "default")
-        return await COMMANDS[args.command](kube, namespace, args, out)
-    except KubeError as exc:
-        out.write(f"error: {exc}\n")
+        return await COMMANDS[args.command](Context(kube, namespace, args, out, err))
+    except (KubeError, kopf.LoginError) as exc:
+        err.write(f"error: {exc}\n")
         return 1
     finally:
         await kube.close()
 
 
 def main() -> None:
-    sys.exit(asyncio.run(run(sys.argv[1:], sys.stdout)))
+    sys.exit(asyncio.run(run(sys.argv[1:], sys.stdout, sys.stderr)))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from controller import logs
 from controller.clients.kube import KubeClient, KubeError
@@ -25,12 +26,14 @@ from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
 from controller.model import InvalidResource, MediaJob, utcnow
 from controller.naming import LABEL_EXTERNAL_ID, UnsafeIdError, check_external_job_id
+from controller.rows import nesting_depth
 from controller.store import JobStore
 from controller.transitions import Transitions
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 READ_TIMEOUT = 5.0
+MAX_BODY_DEPTH = 32  # NCA's payload nests three levels
 ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
 
 
@@ -102,6 +105,16 @@ class WebhookReceiver:
         return found
 
 
+def parse_body(raw: bytes) -> Any:
+    """JSON with its nesting bounded first, so that no body can overflow the parser's stack."""
+    if nesting_depth(raw.decode("utf-8", "replace")) > MAX_BODY_DEPTH:
+        raise PayloadError(f"body is nested deeper than {MAX_BODY_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except (RecursionError, MemoryError):  # not expected after the bound; still the body's fault
+        raise PayloadError("body is not valid JSON") from None
+
+
 def check_payload(body: Any) -> dict[str, Any]:
     """The webhook's minimal shape (contract section 4); raises PayloadError with the reason."""
     if not isinstance(body, dict):
@@ -141,7 +154,8 @@ class HttpServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/webhooks/nca", self._webhook)
-        app.router.add_get("/metrics", self._metrics_page)
+        # prometheus_client's own handler: OpenMetrics when the scraper asks for it, gzip, ?name[]=
+        app.router.add_get("/metrics", make_aiohttp_handler(self._metrics.registry))
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         return app
@@ -163,7 +177,13 @@ class HttpServer:
 
     def _authorized(self, request: web.Request) -> bool:
         given = request.headers.get("X-Webhook-Token") or request.query.get("token") or ""
-        return hmac.compare_digest(given.encode(), self._token)
+        try:
+            # Header bytes that are not UTF-8 arrive as surrogates: turned back into the bytes
+            # that were sent, they are compared like any other wrong token.
+            sent = given.encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            return False
+        return hmac.compare_digest(sent, self._token)
 
     async def _webhook(self, request: web.Request) -> web.Response:
         arrived = utcnow()
@@ -183,7 +203,7 @@ class HttpServer:
             self._metrics.webhooks.labels(result="slow_client").inc()
             return _answer(408, "timeout", "body not received in time")
         try:
-            payload = check_payload(json.loads(raw))
+            payload = check_payload(parse_body(raw))
         except (ValueError, PayloadError) as exc:
             self._metrics.webhooks.labels(result="bad_request").inc()
             reason = str(exc) if isinstance(exc, PayloadError) else "body is not valid JSON"
@@ -205,15 +225,15 @@ class HttpServer:
         except (KubeError, InvalidResource) as exc:
             log.warning("webhook could not be recorded: %s", exc)
             return _answer(503, "error", "could not record the result, the poller will find it")
+        except Exception:
+            log.exception("webhook could not be recorded")
+            return _answer(503, "error", "could not record the result, the poller will find it")
         return _answer(status, result, None)
 
     def _finished_late(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("webhook recorded late failed: %s", task.exception())
-
-    async def _metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return _answer(200, "ok", None)

@@ -1,7 +1,14 @@
 """Prometheus metrics, in a registry of their own per controller (no global registry).
 
 A registry per instance lets tests and the benchmark run several controllers in one process
-and read each one's figures.
+and read each one's figures. It carries the process, platform and GC collectors that the
+global registry would have had.
+
+Every replica watches every job, so gauges that count jobs are exported by the leader only:
+`sum()` over the ServiceMonitor's targets then counts each job once, also during a rolling
+update. A follower exports none of those series (rather than 0), so a dashboard shows a gap,
+not a false "no jobs", while no replica leads. Counters count what each replica did itself,
+so they sum right as they are.
 """
 
 from __future__ import annotations
@@ -9,8 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controller.model import MediaJob
@@ -53,10 +69,26 @@ class _ProcessingByAge(Collector):
         yield family
 
 
+class _LeaderOnly(Collector):
+    """Yields the wrapped collector's families only while this replica leads."""
+
+    def __init__(self, inner: Collector, leading: Callable[[], bool]) -> None:
+        self._inner = inner
+        self._leading = leading
+
+    def collect(self) -> Iterable[Metric]:
+        return self._inner.collect() if self._leading() else ()
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, leading: Callable[[], bool] = lambda: True) -> None:
+        """`leading` says whether this replica holds the Lease (always, without leader election)."""
         self.registry = CollectorRegistry()
+        self._leading = leading
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.completions = Counter(
             "mediajob_completions", "Jobs completed, by the source that proved it first", ["via"], registry=r
         )
@@ -90,8 +122,9 @@ class Metrics:
             "mediajob_airtable_rate_limited", "Airtable answers with HTTP 429", registry=r
         )
         self.writeback_backlog = Gauge(
-            "mediajob_writeback_backlog", "Ended jobs whose result is not yet in Airtable", registry=r
+            "mediajob_writeback_backlog", "Ended jobs whose result is not yet in Airtable", registry=None
         )
+        r.register(_LeaderOnly(self.writeback_backlog, leading))
         self.writeback_errors = Counter(
             "mediajob_writeback_errors",
             "Airtable write-back attempts that failed, by kind",
@@ -116,7 +149,7 @@ class Metrics:
         self.requests.labels(system=system, code=code).inc()
 
     def track_jobs(self, jobs: Callable[[], Iterable[MediaJob]], now: Callable[[], datetime]) -> None:
-        self.registry.register(_ProcessingByAge(jobs, now))
+        self.registry.register(_LeaderOnly(_ProcessingByAge(jobs, now), self._leading))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
 from controller.model import JobSpec, MediaJob, new_object, utcnow
-from controller.naming import resource_name
+from controller.naming import UnsafeIdError, check_record_id, resource_name
 from controller.rows import (
     FIELD_NOTES,
     FIELD_RESPONSE,
@@ -60,6 +60,16 @@ def invalid_note(existing: Any, reason: str) -> str | None:
     if line in text:
         return None
     return f"{text.rstrip()}\n{line}" if text.strip() else line
+
+
+def unreadable(record: Any, exc: Exception) -> RowError:
+    """A typed error for a row that failed in a way the parser did not foresee."""
+    raw_id = record.get("id") if isinstance(record, dict) else None
+    try:
+        record_id = check_record_id(raw_id if isinstance(raw_id, str) else "")
+    except UnsafeIdError:
+        record_id = "<unknown>"
+    return RowError(record_id, None, f"the row could not be read ({type(exc).__name__})")
 
 
 class Mirror:
@@ -107,6 +117,10 @@ class Mirror:
             except (AirtableError, KubeError) as exc:
                 self._metrics.mirror_cycles.labels(result="error").inc()
                 log.warning("mirror cycle failed, next one in %.0f s: %s", self._interval, exc)
+            except Exception:
+                # A bug must not end leader work: that would stop every replica in turn (section 7).
+                self._metrics.mirror_cycles.labels(result="error").inc()
+                log.exception("mirror cycle failed unexpectedly, next one in %.0f s", self._interval)
             await asyncio.sleep(self._interval)
 
     async def cycle(self) -> CycleReport:
@@ -121,18 +135,29 @@ class Mirror:
         for record in records:
             try:
                 row = parse_job_row(record)
+                spec = JobSpec.from_row(row)
+                key = (self._namespace, resource_name(row.record_id))
             except RowError as exc:
                 report.invalid += self._invalid(record, exc, notes)
                 continue
+            except Exception as exc:  # a row must never end the cycle, whatever is in it
+                log.exception("unexpected error reading a Jobs row")
+                report.invalid += self._invalid(record, unreadable(record, exc), notes)
+                continue
             processing.add(row.record_id)
-            key = (self._namespace, resource_name(row.record_id))
             if key not in self._created and self._store.get(key) is None:
-                missing.append((record, JobSpec.from_row(row), key))
+                missing.append((record, spec, key))
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(record: Any, spec: JobSpec, key: Key) -> None:
             async with slots:
-                error = await self._create(key, spec)
+                try:
+                    error = await self._create(key, spec)
+                except KubeError:
+                    raise
+                except Exception as exc:
+                    log.exception("unexpected error creating the MediaJob for %s", spec.airtable_record_id)
+                    error = f"could not be mirrored ({type(exc).__name__})"
             if error:
                 report.invalid += self._invalid(record, RowError(spec.airtable_record_id, None, error), notes)
             else:

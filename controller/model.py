@@ -22,7 +22,7 @@ from controller.naming import (
     check_external_job_id,
     check_record_id,
 )
-from controller.rows import JobRow, Target
+from controller.rows import EARLIEST_SUBMITTED, LATEST_SUBMITTED, JobRow, Target, submitted_in_range
 
 Phase = Literal["Processing", "Completed", "Failed", "TimedOut"]
 Via = Literal["spaces", "nca-status", "webhook"]
@@ -208,6 +208,10 @@ def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
     submitted = parse_time(spec.get("submittedAt"))
     if submitted is None:
         raise InvalidResource("spec.submittedAt is not a date-time")
+    if not submitted_in_range(submitted):
+        raise InvalidResource(
+            f"spec.submittedAt is outside {EARLIEST_SUBMITTED.year}-{LATEST_SUBMITTED.year - 1}"
+        )
     target_raw = spec.get("target")
     target = None
     if isinstance(target_raw, dict):

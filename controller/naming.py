@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 
-RECORD_ID = re.compile(r"^rec[A-Za-z0-9]{14}$")
-EXTERNAL_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_NAME = re.compile(r"^rec([a-z0-9]{14})-([0-9a-f]{4})$")
+# Matched whole with `fullmatch`: `$` would also match before a trailing newline.
+RECORD_ID = re.compile(r"rec[A-Za-z0-9]{14}")
+# A label value (contract section 1): 1-63 characters, alphanumeric at both ends.
+EXTERNAL_JOB_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+_NAME = re.compile(r"rec([a-z0-9]{14})-([0-9a-f]{4})")
 
 GROUP = "media.phi.dev"
 VERSION = "v1alpha1"
@@ -37,16 +39,16 @@ class UnsafeIdError(ValueError):
 
 
 def check_record_id(record_id: str) -> str:
-    if not isinstance(record_id, str) or not RECORD_ID.match(record_id):
+    if not isinstance(record_id, str) or not RECORD_ID.fullmatch(record_id):
         raise UnsafeIdError(f"not an Airtable record id (rec + 14 letters or digits): {record_id!r:.60}")
     return record_id
 
 
 def check_external_job_id(job_id: str) -> str:
     """NCA job ids end up in object keys and label values, so only a safe charset is accepted."""
-    if not isinstance(job_id, str) or not EXTERNAL_JOB_ID.match(job_id) or ".." in job_id:
+    if not isinstance(job_id, str) or not EXTERNAL_JOB_ID.fullmatch(job_id) or ".." in job_id:
         raise UnsafeIdError(
-            "unsafe external job id (1-128 of A-Z a-z 0-9 . _ -, starting alphanumeric,"
+            "unsafe external job id (1-63 of A-Z a-z 0-9 . _ -, alphanumeric at both ends,"
             f" no '..'): {job_id!r:.60}"
         )
     return job_id
@@ -66,7 +68,7 @@ def resource_name(record_id: str) -> str:
 
 
 def record_id_from_name(name: str) -> str | None:
-    match = _NAME.match(name)
+    match = _NAME.fullmatch(name)
     if not match:
         return None
     tail, mask = match.group(1), int(match.group(2), 16)

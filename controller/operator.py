@@ -52,8 +52,10 @@ def build_registry() -> kopf.OperatorRegistry:
     def login(memo: Memo, **_: Any) -> kopf.ConnectionInfo:
         return memo.runtime.clients.kube.login()
 
+    # async: kopf runs a sync handler in a thread pool, away from the loop that owns the JobStore,
+    # the scheduler's asyncio.Event and the tasks that Runtime.observe creates.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def observe(event: kopf.RawEvent, memo: Memo, **_: Any) -> None:
+    async def observe(event: kopf.RawEvent, memo: Memo, **_: Any) -> None:
         memo.runtime.observe(event.get("type"), dict(event["object"]))
 
     return registry

@@ -8,6 +8,7 @@ trusted: every field is checked, and `Request Payload` is parsed as JSON or as a
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -41,6 +42,13 @@ MIRROR_FIELDS = (
 )
 
 _MAX_PAYLOAD = 100_000
+# Real payloads nest two or three levels; a bound far above that keeps json and ast from
+# recursing into a stack overflow on a hostile or broken row.
+MAX_PAYLOAD_DEPTH = 32
+# Any real Created Time lies well inside this window; outside it, date arithmetic (the job's
+# deadline, its age) could overflow. The bounds leave room for POLLING_MAX_AGE_HOURS' maximum.
+EARLIEST_SUBMITTED = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_SUBMITTED = datetime(2200, 1, 1, tzinfo=UTC)
 _LINK_FIELD = {"Segments": FIELD_SEGMENT, "Videos": FIELD_VIDEO}
 _PAYLOAD_KEY = {"Segments": "segment_id", "Videos": "video_id"}
 
@@ -130,19 +138,51 @@ def parse_request_payload(record_id: str, raw: Any) -> dict[str, Any]:
         raise RowError(record_id, FIELD_REQUEST, f"must be text, not {type(raw).__name__}")
     if len(raw) > _MAX_PAYLOAD:
         raise RowError(record_id, FIELD_REQUEST, f"is longer than {_MAX_PAYLOAD} characters")
+    if nesting_depth(raw) > MAX_PAYLOAD_DEPTH:
+        raise RowError(record_id, FIELD_REQUEST, f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     value: Any
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):
         try:
             value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError):
             raise RowError(
                 record_id, FIELD_REQUEST, "is neither a JSON object nor a Python dict literal"
             ) from None
     if not isinstance(value, dict):
         raise RowError(record_id, FIELD_REQUEST, f"must be an object, not {type(value).__name__}")
     return value
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside string literals, counted before any parser recurses."""
+    depth = deepest = 0
+    quote = ""  # the open string's quote character, or "#" inside a Python comment
+    escaped = False
+    for ch in text:
+        if quote:
+            if ch == "\n":  # neither JSON nor a one-line Python string spans lines
+                quote, escaped = "", False
+            elif escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'#":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]})":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def submitted_in_range(moment: datetime) -> bool:
+    """True when a submission time is plausible and safe for date arithmetic."""
+    return EARLIEST_SUBMITTED <= moment < LATEST_SUBMITTED
 
 
 def _parse_time(record_id: str, raw: Any) -> datetime:
@@ -155,7 +195,15 @@ def _parse_time(record_id: str, raw: Any) -> datetime:
         raise RowError(record_id, FIELD_CREATED, f"is not an ISO-8601 time: {text!r:.40}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    with contextlib.suppress(OverflowError):  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        parsed = parsed.astimezone(UTC)
+    if not submitted_in_range(parsed):
+        raise RowError(
+            record_id,
+            FIELD_CREATED,
+            f"is outside {EARLIEST_SUBMITTED.year}-{LATEST_SUBMITTED.year - 1}: {text!r:.40}",
+        )
+    return parsed
 
 
 def _target(record_id: str, operation: str, fields: dict[str, Any], payload: dict[str, Any]) -> Target | None:

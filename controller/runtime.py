@@ -88,7 +88,8 @@ class Runtime:
         self.stop_flag = stop
         self.exit_code = 0
         self.startup_failure: str | None = None  # why start-up failed for good, for the exit line
-        self.metrics = Metrics()
+        self.is_leader = False
+        self.metrics = Metrics(leading=lambda: self.is_leader)
         self.store = JobStore()
         self.metrics.track_jobs(lambda: iter(self.store), utcnow)
         self.clients = Clients.from_settings(settings, self.metrics, login)
@@ -124,7 +125,6 @@ class Runtime:
         self._started = False
         self._leadership: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        self.is_leader = False
         self.mirror: Mirror | None = None
 
     async def start(self) -> None:

@@ -18,9 +18,15 @@ T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_BASE_ID = re.compile(r"^app[A-Za-z0-9]{14}$")
+# Matched whole with `fullmatch`: `$` would also match before a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_BASE_ID = re.compile(r"app[A-Za-z0-9]{14}")
+
+
+MIN_DURATION = timedelta(seconds=1)
+MAX_DURATION = timedelta(days=3650)
+MAX_REQUESTS_PER_SECOND = 1000.0
 
 
 class SettingsError(ValueError):
@@ -106,6 +112,15 @@ class Settings:
         pod_name = r.optional("POD_NAME", _dns_subdomain)
         if leader and not pod_name:
             raise SettingsError("POD_NAME", "required when LEADER_ELECTION_ENABLED is true")
+        polling_interval = r.get("POLLING_INTERVAL_MINUTES", _minutes, cls.polling_interval)
+        # Unset, the slow interval is never shorter than the normal one; set shorter, it is refused.
+        slow_interval = r.get(
+            "POLLING_SLOW_INTERVAL_MINUTES", _minutes, max(cls.polling_slow_interval, polling_interval)
+        )
+        if slow_interval < polling_interval:
+            raise SettingsError(
+                "POLLING_SLOW_INTERVAL_MINUTES", "must not be shorter than POLLING_INTERVAL_MINUTES"
+            )
         settings = cls(
             airtable_api_key=r.secret("AIRTABLE_API_KEY"),
             airtable_base_id=r.required("AIRTABLE_BASE_ID", _base_id),
@@ -114,18 +129,18 @@ class Settings:
             airtable_segments_table=r.get("AIRTABLE_SEGMENTS_TABLE", _table, cls.airtable_segments_table),
             airtable_videos_table=r.get("AIRTABLE_VIDEOS_TABLE", _table, cls.airtable_videos_table),
             airtable_requests_per_second=r.get(
-                "AIRTABLE_REQUESTS_PER_SECOND", _positive_float, cls.airtable_requests_per_second
+                "AIRTABLE_REQUESTS_PER_SECOND", _requests_per_second, cls.airtable_requests_per_second
             ),
             airtable_penalty=r.get("AIRTABLE_PENALTY_SECONDS", _seconds, cls.airtable_penalty),
             nca_api_url=r.required("NCA_API_URL", _http_url),
             nca_api_key=r.secret("NCA_API_KEY"),
             spaces_base_url=r.get("SPACES_BASE_URL", _http_url, cls.spaces_base_url),
             polling_enabled=r.get("POLLING_ENABLED", _bool, cls.polling_enabled),
-            polling_interval=r.get("POLLING_INTERVAL_MINUTES", _minutes, cls.polling_interval),
+            polling_interval=polling_interval,
             polling_max_age=r.get("POLLING_MAX_AGE_HOURS", _hours, cls.polling_max_age),
             polling_batch_size=r.get("POLLING_BATCH_SIZE", _batch_size, cls.polling_batch_size),
             polling_slow_after=r.get("POLLING_SLOW_AFTER_MINUTES", _minutes, cls.polling_slow_after),
-            polling_slow_interval=r.get("POLLING_SLOW_INTERVAL_MINUTES", _minutes, cls.polling_slow_interval),
+            polling_slow_interval=slow_interval,
             watch_namespace=watch_namespace,
             leader_election_enabled=leader,
             lease_name=r.get("LEASE_NAME", _dns_subdomain, cls.lease_name),
@@ -183,7 +198,7 @@ class _Reader:
 def _parse(name: str, raw: str, parse: Callable[[str], T]) -> T:
     try:
         return parse(raw)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         shown = raw if len(raw) <= 80 else raw[:77] + "..."
         raise SettingsError(name, f"{exc} (got {shown!r})") from None
 
@@ -207,16 +222,34 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _duration(raw: str, unit: timedelta) -> timedelta:
+    """At least a second (less is a hot loop), at most ten years (so `now + it` is a date)."""
+    value = _positive_float(raw)
+    seconds = value * unit.total_seconds()
+    if seconds < MIN_DURATION.total_seconds():
+        raise ValueError("must be at least one second")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError("must be at most ten years")
+    return timedelta(seconds=seconds)
+
+
 def _minutes(raw: str) -> timedelta:
-    return timedelta(minutes=_positive_float(raw))
+    return _duration(raw, timedelta(minutes=1))
 
 
 def _hours(raw: str) -> timedelta:
-    return timedelta(hours=_positive_float(raw))
+    return _duration(raw, timedelta(hours=1))
 
 
 def _seconds(raw: str) -> timedelta:
-    return timedelta(seconds=_positive_float(raw))
+    return _duration(raw, timedelta(seconds=1))
+
+
+def _requests_per_second(raw: str) -> float:
+    value = _positive_float(raw)
+    if value > MAX_REQUESTS_PER_SECOND:
+        raise ValueError(f"must be at most {MAX_REQUESTS_PER_SECOND:g}")
+    return value
 
 
 def _int_between(raw: str, low: int, high: int) -> int:
@@ -250,7 +283,7 @@ def _http_url(raw: str) -> str:
 
 
 def _base_id(raw: str) -> str:
-    if not _BASE_ID.match(raw):
+    if not _BASE_ID.fullmatch(raw):
         raise ValueError("must look like an Airtable base id (app + 14 letters or digits)")
     return raw
 
@@ -262,13 +295,13 @@ def _table(raw: str) -> str:
 
 
 def _dns_label(raw: str) -> str:
-    if not _DNS_LABEL.match(raw):
+    if not _DNS_LABEL.fullmatch(raw):
         raise ValueError("must be a DNS-1123 label")
     return raw
 
 
 def _dns_subdomain(raw: str) -> str:
-    if not _DNS_SUBDOMAIN.match(raw):
+    if not _DNS_SUBDOMAIN.fullmatch(raw):
         raise ValueError("must be a DNS-1123 subdomain")
     return raw
 

@@ -98,8 +98,15 @@ class Transitions:
                 continue
             updated = MediaJob.from_object(raw)
             self._store.put(updated)
-            self._count(decision, now, detected_from)
-            await self._announce(updated, decision)
+            # The transition is recorded: a failing metric or Event must not undo it for the caller.
+            try:
+                self._count(decision, now, detected_from)
+            except Exception:
+                jlog.exception("could not count the transition %s", type(decision).__name__)
+            try:
+                await self._announce(updated, decision)
+            except Exception:
+                jlog.exception("could not announce the transition %s", type(decision).__name__)
             return updated
         jlog.warning("gave up after repeated conflicts; the next check will retry")
         return None

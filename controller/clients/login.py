@@ -126,7 +126,9 @@ def _connection_info(
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
     scheme, token = None, None
     if header:
-        parts = header.split(" ", 1)
+        # the loaders keep a token file's trailing newline (`kubectl create token ... > token` writes
+        # one); client-go trims it, and httpx refuses it in a header
+        parts = header.strip().split(" ", 1)
         scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
     return kopf.ConnectionInfo(
         server=config.host,

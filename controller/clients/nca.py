@@ -148,7 +148,7 @@ class NcaClient:
             return NcaUnknown(f"HTTP {status}")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError, MemoryError):  # a deeply nested answer overflows the parser
             return NcaUnknown("status answer is not JSON")
         return parse_status_body(body)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
@@ -123,15 +123,32 @@ class SpacesClient:
 
 
 def _last_modified(response: httpx.Response) -> datetime | None:
-    raw = response.headers.get("Last-Modified")
+    return parse_http_date(response.headers.get("Last-Modified"))
+
+
+def parse_http_date(raw: str | None) -> datetime | None:
+    """An aware UTC datetime, or None: never naive, since it is compared with aware times.
+
+    RFC 5322 reads `-0000` (which the email parser returns naive) as UTC; any date that does not
+    parse or cannot be expressed in UTC is no date at all.
+    """
     if not raw:
         return None
     try:
-        return parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+        parsed = parsedate_to_datetime(raw)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
 
 
 def _size(response: httpx.Response) -> int | None:
-    raw = response.headers.get("Content-Length")
-    return int(raw) if raw and raw.isdigit() else None
+    return parse_size(response.headers.get("Content-Length"))
+
+
+def parse_size(raw: str | None) -> int | None:
+    """ASCII digits only: `str.isdigit` also accepts '²', which `int` refuses."""
+    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        return None
+    return int(raw)

@@ -97,6 +97,8 @@ async def test_faults_are_unknown(
     ("body", "reason"),
     [
         ("not json at all", "status answer is not JSON"),
+        ("[" * 5000 + "]" * 5000, "status answer is not JSON"),  # overflows the parser: section 7
+        ('{"response": ' + "[" * 99_999, "status answer is not JSON"),
         ("[1, 2, 3]", "status answer has no 'response' object"),
         ({"response": "done"}, "status answer has no 'response' object"),
         ({"response": {"job_status": "exploded"}}, "unexpected job_status 'exploded'"),

@@ -1,11 +1,21 @@
 """SpacesClient against the Spaces simulator over loopback HTTP."""
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
-from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesClient, SpacesUnknown, UnsafeUrlError
+from controller.clients.spaces import (
+    ObjectFound,
+    ObjectMissing,
+    SpacesClient,
+    SpacesUnknown,
+    UnsafeUrlError,
+    parse_size,
+)
 from sandbox import SpacesSimulator
+from tests.loopback import serve
 
 
 async def test_found_with_last_modified_and_size(spaces_sim: SpacesSimulator, spaces: SpacesClient) -> None:
@@ -100,3 +110,43 @@ async def test_foreign_urls_are_refused_before_any_request(
     with pytest.raises(UnsafeUrlError):
         await spaces.head(path.format(host=host))
     assert spaces_sim.count() == 0
+
+
+ODD_DATES = [
+    ("Sun, 29 Nov 2026 10:00:00 -0000", datetime(2026, 11, 29, 10, 0, tzinfo=UTC)),
+    ("Sun, 29 Nov 2026 10:00:00", datetime(2026, 11, 29, 10, 0, tzinfo=UTC)),
+    ("Sun, 29 Nov 2026 11:00:00 +0100", datetime(2026, 11, 29, 10, 0, tzinfo=UTC)),
+    ("Fri, 31 Dec 9999 23:59:59 -2359", None),
+    ("Sun, 29 Nov 2026 10:00:00 +9999", None),
+    ("x, 1 Jan 99999999999 00:00:00 GMT", None),
+    ("yesterday", None),
+]
+
+
+@pytest.mark.parametrize(("header", "expected"), ODD_DATES)
+async def test_last_modified_is_aware_utc_or_none(header: str, expected: datetime | None) -> None:
+    """Section 7: an odd date from Spaces is no date, never a naive one (compared with aware times)."""
+
+    async def head(request: web.Request) -> web.Response:
+        return web.Response(headers={"Last-Modified": header})
+
+    app = web.Application()
+    app.router.add_route("HEAD", "/bucket/{key}", head)
+    async with serve(app) as url:
+        client = SpacesClient(f"{url}/bucket")
+        try:
+            result = await client.head(f"{url}/bucket/a.mp4")
+        finally:
+            await client.close()
+    assert isinstance(result, ObjectFound)
+    assert result.last_modified == expected
+    if result.last_modified is not None:
+        assert result.last_modified.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("20133", 20133), ("²", None), ("١٢", None), ("-1", None), ("", None), (None, None), ("9" * 40, None)],
+)
+def test_content_length_is_ascii_digits_or_none(raw: str | None, expected: int | None) -> None:
+    assert parse_size(raw) == expected

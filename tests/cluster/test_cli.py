@@ -1,11 +1,18 @@
 """`kubectl mediajob` as kubectl runs it (a plugin on PATH), against a running controller."""
 
 import asyncio
+import json
 import os
 import subprocess
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from controller.clients.kube import KubeClient
+from controller.model import utcnow
 from controller.naming import resource_name
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
@@ -101,3 +108,172 @@ async def test_recheck_without_a_controller_times_out_clearly(
     )
     assert result.returncode == 1
     assert "not handled within 2 s" in result.stdout
+
+
+def mediajob(namespace: str, record_id: str, job_id: str, minutes_ago: float) -> dict[str, Any]:
+    submitted = (utcnow() - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "media.phi.dev/v1alpha1",
+        "kind": "MediaJob",
+        "metadata": {"name": resource_name(record_id), "namespace": namespace},
+        "spec": {
+            "airtableRecordId": record_id,
+            "externalJobId": job_id,
+            "operation": "concatenate",
+            "submittedAt": submitted,
+        },
+    }
+
+
+@pytest.fixture
+def user_kubeconfig(controlplane: ControlPlane, namespace: str, tmp_path: Path) -> Path:
+    """A user's kubeconfig, as kubectl takes it: a relative tokenFile and a relative CA path (both
+    resolved against the kubeconfig's folder), and two contexts. The current one is a wrong user in
+    another namespace, so only `--context work` can answer from `namespace`."""
+    folder = tmp_path / "kube"
+    folder.mkdir()
+    (folder / "certs").mkdir()
+    (folder / "certs" / "ca.crt").write_bytes(controlplane.ca_path.read_bytes())
+    (folder / "token").write_text(controlplane.token + "\n")
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": controlplane.url, "certificate-authority": "certs/ca.crt"},
+            }
+        ],
+        "users": [
+            {"name": "me", "user": {"tokenFile": "token"}},
+            {"name": "stranger", "user": {"token": "not-a-valid-token"}},
+        ],
+        "contexts": [
+            {"name": "work", "context": {"cluster": "local", "user": "me", "namespace": namespace}},
+            {"name": "other", "context": {"cluster": "local", "user": "stranger", "namespace": "default"}},
+        ],
+        "current-context": "other",
+    }
+    path = folder / "config"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def run_plugin(
+    controlplane: ControlPlane, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """kubectl running the plugin, from another folder, with no KUBECONFIG and an empty HOME
+    unless given: only the flags say where the cluster is."""
+    base = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(cwd)}
+    return subprocess.run(
+        [str(controlplane.kubectl_path), "mediajob", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+async def test_kubectl_flags_kubeconfig_context_and_output(
+    controlplane: ControlPlane, namespace: str, user_kubeconfig: Path, tmp_path: Path
+) -> None:
+    old = mediajob(namespace, "recOLDaaaaaaaaaaa", "job-old", 120)
+    young = mediajob(namespace, "recYNGaaaaaaaaaaa", "job-young", 5)
+    for obj in (old, young):
+        controlplane.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    flags = ["--kubeconfig", str(user_kubeconfig), "--context", "work"]
+
+    # -o json, the namespace from the context (no -n): a kubectl List of the stuck MediaJobs
+    as_json = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stuck", *flags, "--older-than", "60", "-o", "json"
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert listed["kind"] == "List"
+    assert [i["metadata"]["name"] for i in listed["items"]] == [old["metadata"]["name"]]
+    assert listed["items"][0]["spec"]["externalJobId"] == "job-old"
+
+    # flags before the command too, -o yaml is YAML (not JSON), stats as a document
+    as_yaml = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, *flags, "stuck", "--older-than", "0", "-o", "yaml"
+    )
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    assert as_yaml.stdout.startswith("apiVersion: v1\n")
+    assert {i["metadata"]["name"] for i in yaml.safe_load(as_yaml.stdout)["items"]} == {
+        old["metadata"]["name"],
+        young["metadata"]["name"],
+    }
+    stats_json = await asyncio.to_thread(run_plugin, controlplane, cwd, "stats", *flags, "-o", "json")
+    assert json.loads(stats_json.stdout)["phases"] == {"Processing": 2}
+
+    wide = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stuck", *flags, "--older-than", "60", "-o", "wide"
+    )
+    assert wide.stdout.splitlines()[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "OPERATION",
+        "EXTERNAL-ID",
+        "AGE",
+        "CHECKS",
+        "SUBMITTED",
+        "MESSAGE",
+    ]
+
+    # -n beats the context's namespace; -A lists every namespace
+    elsewhere = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stuck", *flags, "-n", "default", "-o", "json"
+    )
+    assert json.loads(elsewhere.stdout)["items"] == []
+    everywhere = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stuck", *flags, "-A", "--older-than", "60", "-o", "json"
+    )
+    assert old["metadata"]["name"] in {i["metadata"]["name"] for i in json.loads(everywhere.stdout)["items"]}
+
+    # without --context the current context's wrong user is used, and refused
+    refused = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stuck", "--kubeconfig", str(user_kubeconfig)
+    )
+    assert refused.returncode == 1
+    assert "HTTP 401" in refused.stderr
+    assert "not-a-valid-token" not in refused.stderr + refused.stdout
+
+    # recheck -o json: the annotated objects on stdout, progress on stderr
+    rechecked = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "recheck", old["metadata"]["name"], *flags, "--no-wait", "-o", "json"
+    )
+    assert rechecked.returncode == 0, rechecked.stderr
+    items = json.loads(rechecked.stdout)["items"]
+    assert "media.phi.dev/recheck-requested-at" in items[0]["metadata"]["annotations"]
+    assert "► annotating" in rechecked.stderr
+
+
+async def test_kubeconfig_from_the_environment_and_a_missing_one(
+    controlplane: ControlPlane, namespace: str, user_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """$KUBECONFIG when --kubeconfig is absent, like kubectl; a --kubeconfig that does not exist
+    is an error that names it."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    from_env = await asyncio.to_thread(
+        run_plugin,
+        controlplane,
+        cwd,
+        "stats",
+        "--context",
+        "work",
+        "-o",
+        "json",
+        env={"KUBECONFIG": str(user_kubeconfig)},
+    )
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["mediaJobs"] == 0
+    missing = await asyncio.to_thread(
+        run_plugin, controlplane, cwd, "stats", "--kubeconfig", str(tmp_path / "nope")
+    )
+    assert missing.returncode == 1
+    assert "nope" in missing.stderr

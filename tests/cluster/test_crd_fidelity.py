@@ -146,3 +146,56 @@ def test_unknown_fields_are_refused_or_pruned(controlplane: ControlPlane, namesp
     )
     assert "surprise" not in got["spec"]
     assert got["spec"]["suspend"] is False  # the schema default
+
+
+SEG = {"table": "Segments", "recordId": "recSEGaaaaaaaaaaa"}
+VID = {"table": "Videos", "recordId": "recVIDaaaaaaaaaaa"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"operation": "combine", "target": VID}, "combine writes its output to a Segment"),
+        (
+            {"operation": "concatenate", "target": SEG},
+            "concatenate and add_music write their output to a Video",
+        ),
+        (
+            {"operation": "add_music", "target": SEG},
+            "concatenate and add_music write their output to a Video",
+        ),
+        ({"externalJobId": "x" * 64}, "spec.externalJobId"),
+        ({"externalJobId": "trailing-"}, "spec.externalJobId in body should match"),
+        ({"externalJobId": "job-1\n"}, "spec.externalJobId in body should match"),
+        ({"airtableRecordId": "recAbCdEfGhIjKlMn\n"}, "spec.airtableRecordId in body should match"),
+    ],
+)
+def test_operation_and_target_table_must_agree_and_the_external_id_is_a_label(
+    controlplane: ControlPlane, namespace: str, spec: dict[str, object], message: str
+) -> None:
+    body = json.loads(manifest("bad"))
+    body["spec"].update(spec)
+    result = controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"operation": "combine", "target": SEG},
+        {"operation": "concatenate", "target": VID},
+        {"operation": "add_music", "target": VID},
+        {"operation": "combine"},
+        {"operation": "transcribe", "target": SEG},
+        {"operation": "transcribe", "target": VID},
+        {"operation": "transcribe", "externalJobId": "a" * 63},
+    ],
+)
+def test_consistent_specs_are_accepted(
+    controlplane: ControlPlane, namespace: str, spec: dict[str, object]
+) -> None:
+    body = json.loads(manifest("good"))
+    body["spec"].pop("target", None)
+    body["spec"].update(spec)
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))

@@ -20,7 +20,7 @@ from controller.clients.kube import KubeClient, NotFound
 from controller.naming import resource_name
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
-from tests.harness import FAST, WEBHOOK_TOKEN, until
+from tests.harness import WEBHOOK_TOKEN, fast_for, until
 from tests.processes import ControllerProcess, controllers
 from tests.tcpproxy import TcpProxy
 
@@ -30,7 +30,7 @@ LEASE = "mediajob-controller"
 def env_for(world: World, namespace: str, kubeconfig: Path, **extra: str) -> dict[str, str]:
     return world.env(
         **{
-            **FAST,
+            **fast_for(extra),
             "WATCH_NAMESPACE": namespace,
             "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
             "KUBECONFIG": str(kubeconfig),

@@ -2,7 +2,7 @@
 
 Each test seeds Airtable Jobs rows in `processing`; the mirror creates the MediaJobs, the
 scheduler checks them, and the write-back updates Airtable. Intervals are fractions of a minute
-(POLLING_INTERVAL_MINUTES=0.01 is 0.6 s) so that every path runs in seconds.
+(POLLING_INTERVAL_MINUTES=0.017 is about 1 s) so that every path runs in seconds.
 """
 
 import asyncio
@@ -309,7 +309,7 @@ async def test_a_check_that_changes_nothing_writes_nothing(
             runtime.metrics.checks.labels(result="pending")._value.get()
             + runtime.metrics.checks.labels(result="missing")._value.get()
         )
-        await asyncio.sleep(4)  # several intervals of 0.6 s
+        await asyncio.sleep(4)  # several intervals of 1 s
         checks_after = (
             runtime.metrics.checks.labels(result="pending")._value.get()
             + runtime.metrics.checks.labels(result="missing")._value.get()

@@ -292,7 +292,7 @@ async def test_no_secret_reaches_logs_or_events(
         WATCH_NAMESPACE=namespace,
         WEBHOOK_TOKEN=WEBHOOK_TOKEN,
         KUBECONFIG=str(controlplane.kubeconfig),
-        POLLING_INTERVAL_MINUTES="0.01",
+        POLLING_INTERVAL_MINUTES="0.017",
         LOG_FORMAT="json",
         LOG_LEVEL="debug",
     )

@@ -1,9 +1,12 @@
+import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 
-from controller.cli import Row, human, stats, stuck
+from controller.cli import Row, as_list, emit, human, parser, stats, stats_document, stuck
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -68,3 +71,51 @@ def test_stats_of_nothing() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (600, "10m"), (7500, "2h05m"), (200000, "2d")])
 def test_human(seconds: int, text: str) -> None:
     assert human(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--kubeconfig", "k", "--context", "c", "-n", "ns", "-o", "json", "stuck"],
+        ["stuck", "--kubeconfig", "k", "--context", "c", "-n", "ns", "-o", "json"],
+        ["--kubeconfig", "k", "-n", "ns", "stuck", "--context", "c", "--output", "json"],
+    ],
+)
+def test_kubectl_flags_before_or_after_the_command(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    assert (args.kubeconfig, args.context, args.namespace, args.output) == ("k", "c", "ns", "json")
+    assert args.all_namespaces is False
+
+
+def test_flags_given_only_before_the_command_are_not_reset_by_it() -> None:
+    args = parser().parse_args(["-A", "-o", "wide", "recheck", "--all-stuck"])
+    assert args.all_namespaces is True
+    assert args.output == "wide"
+
+
+def test_an_unknown_output_format_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(["stats", "-o", "table"])
+    assert "invalid choice: 'table'" in capsys.readouterr().err
+
+
+def test_yaml_output_is_block_yaml_that_reads_back() -> None:
+    data = as_list([{"metadata": {"name": "a", "labels": {"x": "yes"}}, "spec": {"n": 1, "on": True}}])
+    out = io.StringIO()
+    emit(data, "yaml", out)
+    text = out.getvalue()
+    assert text.startswith("apiVersion: v1\nkind: List\n")
+    assert "{" not in text  # block style, not JSON in disguise
+    assert yaml.safe_load(text) == data  # "yes" stays a string
+
+
+def test_stats_document_is_plain_data() -> None:
+    doc = stats_document(stats([row("a", "Completed", via="webhook"), row("b")]))
+    assert doc == {
+        "mediaJobs": 2,
+        "phases": {"Completed": 1, "Processing": 1},
+        "completionsBySource": {"webhook": 1},
+        "webhookMissedShare": 0.0,
+        "detectionLatencySeconds": {},
+    }
+    assert json.loads(json.dumps(doc)) == doc

@@ -20,6 +20,8 @@ GOOD = {
     [
         ({"NCA_API_KEY": None}, "NCA_API_KEY"),
         ({"POLLING_INTERVAL_MINUTES": "soon"}, "POLLING_INTERVAL_MINUTES"),
+        ({"POLLING_MAX_AGE_HOURS": "1e300"}, "POLLING_MAX_AGE_HOURS"),  # used to print a traceback
+        ({"POLLING_INTERVAL_MINUTES": "1e-12"}, "POLLING_INTERVAL_MINUTES"),
     ],
 )
 def test_a_bad_environment_stops_start_up_with_one_line(change: dict[str, str | None], name: str) -> None:

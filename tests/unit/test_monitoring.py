@@ -3,6 +3,7 @@
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -50,3 +51,78 @@ def test_alert_rules_use_exported_metrics_and_cover_the_seed_alerts() -> None:
     } <= names
     missing = used(" ".join(r["expr"] for r in rules)) - exported()
     assert missing == set()
+
+
+OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
+RUNBOOKS = "https://github.com/phi-dev/mediajob-controller/blob/main/docs/operations.md#"
+JOB_GAUGES = {"mediajob_processing_jobs", "mediajob_writeback_backlog"}
+
+
+def rules() -> list[dict[str, Any]]:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The ids GitHub gives headings: lower case, punctuation dropped, spaces to hyphens."""
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in markdown.splitlines()
+        if line.startswith("#")
+    }
+
+
+def series_names(metrics: Metrics) -> set[str]:
+    return {
+        line.split("{")[0].split()[0]
+        for line in metrics.render().decode().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_every_alert_links_a_runbook_section_that_exists() -> None:
+    anchors = github_anchors(OPERATIONS.read_text())
+    for rule in rules():
+        url = rule["annotations"].get("runbook_url", "")
+        assert "runbook" not in rule["annotations"], rule["alert"]
+        assert url.startswith(RUNBOOKS), rule["alert"]
+        assert url.removeprefix(RUNBOOKS) in anchors, (rule["alert"], url)
+
+
+def test_an_alert_fires_when_no_controller_exports_anything() -> None:
+    follower = Metrics(leading=lambda: False)
+    follower.track_jobs(lambda: [], utcnow)
+    absent = [m for r in rules() for m in re.findall(r"absent\((mediajob_[a-z_]+)\)", r["expr"])]
+    assert absent, "no absent() alert"
+    # a follower exports it too: the alert means "no replica is up", not "no leader"
+    assert set(absent) <= series_names(follower)
+
+
+def test_a_follower_exports_no_job_gauges_and_the_leader_does() -> None:
+    leading = False
+    metrics = Metrics(leading=lambda: leading)
+    metrics.track_jobs(lambda: [], utcnow)
+    assert series_names(metrics) & JOB_GAUGES == set()
+    assert "mediajob_leader" in series_names(metrics)
+    leading = True
+    assert series_names(metrics) >= JOB_GAUGES
+
+
+def test_alerts_and_panels_sum_the_job_gauges_over_replicas() -> None:
+    """With leader-only gauges, sum() over the targets is the count; max() would hide a doubled
+    count from an older version during a rolling update, and a bare series shows per replica."""
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = [(r["alert"], r["expr"]) for r in rules()]
+    exprs += [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    checked = 0
+    for where, expr in exprs:
+        for gauge in JOB_GAUGES & used(expr):
+            assert re.search(rf"sum(\s+by\s*\([^)]*\))?\s*\(\s*{gauge}\b", expr), (where, expr)
+            checked += 1
+    assert checked >= 4
+
+
+def test_the_process_and_gc_collectors_are_registered() -> None:
+    names = series_names(Metrics())
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {"python_gc_collections_total", "python_info"} <= names

@@ -28,7 +28,12 @@ def test_expected_output_url(operation: str, override: str | None, expected: str
 
 
 @pytest.mark.parametrize(
-    "bad", ["../etc/passwd", "a/b", "a b", "x" * 129, "", ".hidden", "a..b", "-lead", "ü", "a\nb"]
+    "bad",
+    [
+        *["../etc/passwd", "a/b", "a b", "x" * 129, "", ".hidden", "a..b", "-lead", "ü", "a\nb"],
+        # Patterns are matched whole (section 7), and the id is a label value (section 1).
+        *["abc\n", "abc\r\n", "\nabc", "x" * 64, "trail-", "trail."],
+    ],
 )
 def test_unsafe_external_ids_are_refused(bad: str) -> None:
     with pytest.raises(UnsafeIdError):
@@ -56,14 +61,28 @@ def test_ids_differing_only_in_case_get_different_names() -> None:
     assert resource_name(a) != resource_name(b)
 
 
-@pytest.mark.parametrize("bad", ["rec123", "RECabcdefghijklmn", "recabcdefghijklm!", "xyzabcdefghijklmno"])
+@pytest.mark.parametrize(
+    "bad", ["rec123", "RECabcdefghijklmn", "recabcdefghijklm!", "xyzabcdefghijklmno", "recabcdefghijklmn\n"]
+)
 def test_bad_record_ids_get_no_name(bad: str) -> None:
     with pytest.raises(UnsafeIdError):
         resource_name(bad)
 
 
 @pytest.mark.parametrize(
-    "name", ["recabcdefghijklmn-ffff", "foo", "recabcdefghijklmn-1", "rec0000000000000a-0001"]
+    "name",
+    [
+        "recabcdefghijklmn-ffff",
+        "foo",
+        "recabcdefghijklmn-1",
+        "rec0000000000000a-0001",
+        "recabcdefghijklmn-0000\n",
+    ],
 )
 def test_foreign_names_map_to_no_record(name: str) -> None:
     assert record_id_from_name(name) is None
+
+
+def test_a_label_length_external_id_is_accepted() -> None:
+    assert check_external_job_id("a" * 63) == "a" * 63
+    assert check_external_job_id("a.b_c-d") == "a.b_c-d"

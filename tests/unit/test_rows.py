@@ -101,6 +101,31 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("link is not a list", row(Segment=123), "link to another record"),
     ("status not text", row(Status=["processing"]), "must be text"),
+    # Section 7: inputs that used to escape as RecursionError or OverflowError and end the mirror.
+    (
+        "deeply nested json payload",
+        row(**{"Request Payload": '{"operation":"combine","x":' + "[" * 3000 + "]" * 3000 + "}"}),
+        "nested deeper than",
+    ),
+    ("99,999 brackets", row(**{"Request Payload": "[" * 99_999}), "nested deeper than"),
+    (
+        "deeply nested python literal",
+        row(**{"Request Payload": "{'operation': 'combine', 'x': " + "(" * 3000 + ")" * 3000 + "}"}),
+        "nested deeper than",
+    ),
+    ("created in year 0", row(**{"Created Time": "0001-01-01T00:00:00+01:00"}), "is outside"),
+    ("created in year 1", row(**{"Created Time": "0001-01-01T00:00:00Z"}), "is outside"),
+    ("created in year 9999", row(**{"Created Time": "9999-12-31T23:59:59Z"}), "is outside"),
+    ("created far behind", row(**{"Created Time": "9999-12-31T23:59:59-01:00"}), "is outside"),
+    ("record id with a newline", {**row(), "id": REC + "\n"}, "record id"),
+    ("segment link with a newline", row(Segment=[SEG + "\n"]), "target"),
+    (
+        "segment id with a newline",
+        row(**{"Request Payload": json.dumps({"operation": "combine", "segment_id": SEG + "\n"})}),
+        "target",
+    ),
+    ("external id with an inner newline", row(**{"External Job ID": "ab\ncd"}), "unsafe external job id"),
+    ("external id longer than a label", row(**{"External Job ID": "a" * 64}), "unsafe external job id"),
 ]
 
 

@@ -73,6 +73,25 @@ def test_decimals_are_accepted_for_minutes_and_hours(name: str, value: str, expe
         ("WATCH_NAMESPACE", "Bad_NS", "DNS-1123"),
         ("AIRTABLE_JOBS_TABLE", "Jobs/../x", "table name"),
         ("LEASE_RENEW_DEADLINE_SECONDS", "20", "shorter than LEASE_DURATION"),
+        # Section 7: values out of range stop start-up too, with no traceback.
+        ("POLLING_MAX_AGE_HOURS", "7e7", "at most ten years"),
+        ("POLLING_MAX_AGE_HOURS", "87601", "at most ten years"),
+        ("POLLING_MAX_AGE_HOURS", "1e300", "at most ten years"),
+        ("POLLING_MAX_AGE_HOURS", "0.0002", "at least one second"),
+        ("POLLING_INTERVAL_MINUTES", "1e-12", "at least one second"),
+        ("POLLING_INTERVAL_MINUTES", "0.01", "at least one second"),
+        ("POLLING_INTERVAL_MINUTES", "1e300", "at most ten years"),
+        ("POLLING_SLOW_AFTER_MINUTES", "1e300", "at most ten years"),
+        ("POLLING_SLOW_INTERVAL_MINUTES", "1e-300", "at least one second"),
+        ("POLLING_SLOW_INTERVAL_MINUTES", "1", "not be shorter than POLLING_INTERVAL_MINUTES"),
+        ("AIRTABLE_PENALTY_SECONDS", "1e300", "at most ten years"),
+        ("AIRTABLE_PENALTY_SECONDS", "0.5", "at least one second"),
+        ("LEASE_DURATION_SECONDS", "1e300", "at most ten years"),
+        ("LEASE_RETRY_PERIOD_SECONDS", "1e-9", "at least one second"),
+        ("AIRTABLE_REQUESTS_PER_SECOND", "1e300", "at most 1000"),
+        ("POLLING_BATCH_SIZE", "1e300", "whole number"),
+        ("POLLING_BATCH_SIZE", "9" * 5000, "whole number"),
+        ("HTTP_PORT", "1e300", "whole number"),
     ],
 )
 def test_a_bad_variable_is_named_in_one_clear_line(name: str, value: str, words: str) -> None:
@@ -121,3 +140,25 @@ def test_urls_lose_their_trailing_slash() -> None:
         load(SPACES_BASE_URL="http://127.0.0.1:9000/bucket/").spaces_base_url
         == "http://127.0.0.1:9000/bucket"
     )
+
+
+def test_edges_of_the_duration_range_are_accepted() -> None:
+    s = load(
+        POLLING_INTERVAL_MINUTES=str(1 / 60), POLLING_MAX_AGE_HOURS="87600", POLLING_SLOW_INTERVAL_MINUTES="2"
+    )
+    assert s.polling_interval == timedelta(seconds=1)
+    assert s.polling_max_age == timedelta(days=3650)
+    assert s.polling_slow_interval == timedelta(minutes=2)
+
+
+def test_an_unset_slow_interval_is_never_shorter_than_the_interval() -> None:
+    assert load(POLLING_INTERVAL_MINUTES="30").polling_slow_interval == timedelta(minutes=30)
+    assert load(POLLING_INTERVAL_MINUTES="1").polling_slow_interval == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("pattern_var", ["AIRTABLE_BASE_ID", "WATCH_NAMESPACE", "POD_NAME", "LEASE_NAME"])
+def test_patterns_are_matched_whole(pattern_var: str) -> None:
+    good = {"AIRTABLE_BASE_ID": "appAAAAAAAAAAAAAA"}.get(pattern_var, "media")
+    assert load(**{pattern_var: good})
+    with pytest.raises(SettingsError, match=pattern_var):
+        load(**{pattern_var: good + "\nx"})
