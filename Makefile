@@ -27,8 +27,9 @@ lint: install ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install controlplane lint ## Lint, then every tier but `slow`: the control plane and the built image in Docker
+test: install controlplane node lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	bash hack/e2e.sh
 
 test-unit: install ## Only the tests that need no control plane and no Docker
 	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
@@ -66,7 +67,7 @@ manifests: controlplane ## Render manifests/install.yaml from manifests/default 
 node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-scheduler, kube-proxy (cached per version)
 	bash hack/node/build.sh
 
-e2e: install controlplane node ## A real single-node cluster here (root + Docker): README install, failovers (docs/e2e.md)
+e2e: install controlplane node ## Only the real single-node cluster (root + Docker): README install, failovers (docs/e2e.md)
 	bash hack/e2e.sh
 
 clean: ## Remove the venv and caches (not the control-plane binaries)
