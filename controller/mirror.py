@@ -183,7 +183,7 @@ class Mirror:
         departed = [
             job
             for job in self._store
-            if job.status.phase == "Processing"
+            if job.phase == "Processing"
             and job.namespace == self._namespace
             and job.spec.airtable_record_id not in processing
             and self._managed(job)

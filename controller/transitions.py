@@ -48,6 +48,21 @@ class EventRecorder:
             log.warning("could not post Event %s on %s/%s: %s", reason, job.namespace, job.name, exc)
 
 
+def still_applies(decided_on: MediaJob, fresh: MediaJob, decision: Transition) -> bool:
+    """After a 409: may the decision made on one version be applied to a newer one? Pure.
+
+    Never to another attempt (its results belong to another NCA job), never over Completed,
+    and only a completion may follow Failed or TimedOut.
+    """
+    if fresh.uid != decided_on.uid or fresh.attempt != decided_on.attempt:
+        return False
+    if fresh.spec.external_job_id != decided_on.spec.external_job_id:
+        return False
+    if fresh.phase == "Completed":
+        return False
+    return isinstance(decision, Complete) or not fresh.ended
+
+
 class Transitions:
     def __init__(
         self,
@@ -91,8 +106,8 @@ class Transitions:
                 return None
             except Conflict:
                 fresh = await self._refetch(current)
-                if fresh is None or fresh.status.terminal:
-                    jlog.info("job changed meanwhile and has ended; nothing to do")
+                if fresh is None or not still_applies(job, fresh, decision):
+                    jlog.info("job changed meanwhile; %s no longer applies", type(decision).__name__)
                     return None
                 current = fresh
                 continue
