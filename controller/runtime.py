@@ -16,6 +16,7 @@ import logging
 import random
 from typing import Any
 
+from controller.cleanup import Cleanup
 from controller.clients.airtable import AirtableClient
 from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
@@ -102,6 +103,9 @@ class Runtime:
             transitions=self.transitions,
             metrics=self.metrics,
             namespace=settings.watch_namespace,
+            airtable=self.clients.airtable,
+            jobs_table=settings.airtable_jobs_table,
+            home_namespace=self.namespace,
         )
         self.http = HttpServer(
             port=settings.http_port,
@@ -126,6 +130,9 @@ class Runtime:
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.is_leader = False
         self.mirror: Mirror | None = None
+        self.writeback: WriteBack | None = None
+        self.reconciler: Reconciler | None = None
+        self.cleanup: Cleanup | None = None
 
     async def start(self) -> None:
         await self.http.start()
@@ -184,7 +191,7 @@ class Runtime:
         s = self.settings
         kube = self.clients.kube
         await self._seed_store()
-        writeback = WriteBack(
+        self.writeback = writeback = WriteBack(
             airtable=self.clients.airtable,
             kube=kube,
             store=self.store,
@@ -201,7 +208,7 @@ class Runtime:
             slow_interval=s.polling_slow_interval,
             max_age=s.polling_max_age,
         )
-        reconciler = Reconciler(
+        self.reconciler = reconciler = Reconciler(
             timing=timing,
             workers=s.polling_batch_size,
             spaces_base_url=s.spaces_base_url,
@@ -233,6 +240,11 @@ class Runtime:
             group.create_task(writeback.run(), name="writeback")
             group.create_task(reconciler.run(), name="reconciler")
             group.create_task(mirror.run(), name="mirror")
+            ttl = s.mediajob_ttl_after_finished
+            if ttl is not None:
+                every = max(1.0, min(s.polling_interval.total_seconds(), ttl.total_seconds()))
+                self.cleanup = Cleanup(kube=kube, store=self.store, ttl=ttl, every=every)
+                group.create_task(self.cleanup.run(), name="cleanup")
 
     async def _seed_store(self) -> None:
         """Start leading from a complete view, not from whatever the watch has delivered so far."""

@@ -191,7 +191,8 @@ async def test_a_job_with_no_result_times_out(world: World, namespace: str, kube
     assert failed - submitted >= timedelta(seconds=7)  # 7.2 s, written to the second
     row = world.jobs_row(job)
     assert row["Status"] == "failed"
-    assert row["Notes"].startswith("Timed out: no output after 0.002 h")
+    assert "mediajob-controller: Timed out: no output after 0.002 h" in row["Notes"]
+    assert "polling stopped, a late result (webhook or recheck) will still be taken" in row["Notes"]
 
 
 async def test_restart_between_status_patch_and_airtable_write(
