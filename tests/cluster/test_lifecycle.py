@@ -159,13 +159,18 @@ async def test_a_new_external_job_id_starts_a_new_attempt(
         obj = await wait_synced(kube, namespace, job, timeout=30)
         async with httpx.AsyncClient(timeout=5) as client:
             old = await client.post(hook_url(runtime), json=payload(job, "https://x/old.mp4"))
+        # the Jobs row is read to look for an early webhook: that may finish after the answer
+        await until(lambda: runtime.metrics.webhooks.labels(result="unknown_job")._value.get() == 1)
+        after = await mediajob(kube, namespace, job)
     assert obj["status"]["attempt"] == 2
     assert obj["metadata"]["generation"] > first["metadata"]["generation"]
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["spec"]["externalJobId"] == second.job_id
     assert obj["metadata"]["labels"]["media.phi.dev/external-job-id"] == second.job_id
     assert obj["status"]["outputUrl"].endswith(f"{second.job_id}.mp4")
-    assert (old.status_code, old.json()["result"]) == (202, "unknown-job")  # the old id's result
+    assert old.status_code == 202  # the old id's result is ignored
+    assert after is not None
+    assert after["status"]["outputUrl"] == obj["status"]["outputUrl"]
     assert world.jobs_row(job)["Status"] == "completed"
     assert second.job_id in world.jobs_row(job)["Response Payload"]
     assert world.airtable.writes_for(job.record_id) == 1
@@ -290,12 +295,11 @@ async def test_an_early_webhook_completes_the_job_within_seconds(
                 json=payload(job, "https://x/y.mp4", id="recNOSUCHROWaaaaa", job_id="other-1"),
             )
         obj = await wait_synced(kube, namespace, job, timeout=10)
-        unknown = runtime.metrics.webhooks.labels(result="unknown_job")._value.get()
+        await until(lambda: runtime.metrics.webhooks.labels(result="unknown_job")._value.get() == 1)
     assert answer.status_code in (200, 202)
     assert (obj["status"]["phase"], obj["status"]["completedVia"]) == ("Completed", "webhook")
     assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mediajob-controller"
-    assert (stranger.status_code, stranger.json()["result"]) == (202, "unknown-job")
-    assert unknown == 1
+    assert stranger.status_code == 202
     assert len(await kube.list_mediajobs(namespace)) == 1
     assert world.airtable.writes_for(job.record_id) == 1
     assert world.airtable.writes_for(job.target_id or "") == 1
@@ -317,12 +321,12 @@ async def test_ended_jobs_are_deleted_after_the_ttl_and_memory_shrinks(
         assert runtime.writeback.remembered == 4
 
         async def gone() -> bool:
-            return all(await mediajob(kube, namespace, j) is None for j in jobs)
+            return all([await mediajob(kube, namespace, j) is None for j in jobs])
 
         await until(gone, timeout=20)
         cycles = runtime.mirror.cycles
         await until(lambda: runtime.mirror is not None and runtime.mirror.cycles >= cycles + 3, timeout=10)
-        assert all(await mediajob(kube, namespace, j) is None for j in jobs)  # not recreated
+        assert await gone()  # not recreated
         assert await phase_of(kube, namespace, pending) == "Processing"  # unfinished jobs stay
         assert len(runtime.store) == 1
         assert len(runtime.mirror._created) == 1

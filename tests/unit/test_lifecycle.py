@@ -5,11 +5,16 @@ from typing import Any
 
 import pytest
 
+from controller.cleanup import expired
 from controller.decide import Complete, Fail, TimeOut, Transition
+from controller.mirror import is_resubmission, resubmission_patch
+from controller.rows import JobRow
+from controller.settings import Settings, SettingsError
 from controller.status import initial_status, synced_status, target_rejected_status, transition_status
 from controller.transitions import still_applies
 from controller.writeback import RowWrite, append_note, holds_our_result, jobs_row_verdict, note_line
-from tests.unit.helpers import NOW, RECORD, job
+from tests.samples import REQUIRED_ENV
+from tests.unit.helpers import JOB_ID, NOW, RECORD, job
 
 URL = "https://bucket.example/b/x.mp4"
 OURS = note_line(NOW, "Timed out: no output after 24 h.")
@@ -156,3 +161,96 @@ def _status(j: Any) -> dict[str, Any]:
         if value is not None:
             raw[key] = value
     return raw
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, timedelta(hours=168)),
+        ("168", timedelta(hours=168)),
+        ("0.5", timedelta(minutes=30)),
+        ("0.001", timedelta(seconds=3.6)),
+        ("0", None),  # never
+        ("0.0", None),
+    ],
+)
+def test_the_ttl_setting(value: str | None, expected: timedelta | None) -> None:
+    env = {**REQUIRED_ENV, **({"MEDIAJOB_TTL_AFTER_FINISHED_HOURS": value} if value is not None else {})}
+    assert Settings.from_env(env).mediajob_ttl_after_finished == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf", "1e300", "1e-9"])
+def test_a_bad_ttl_stops_start_up_naming_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="MEDIAJOB_TTL_AFTER_FINISHED_HOURS"):
+        Settings.from_env({**REQUIRED_ENV, "MEDIAJOB_TTL_AFTER_FINISHED_HOURS": value})
+
+
+TTL = timedelta(hours=1)
+SYNCED = {"phase": "Completed", "airtableSynced": True, "syncedAt": "2026-11-29T10:30:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("status", "annotations", "gone"),
+    [
+        (SYNCED, {}, True),  # synced 90 min ago
+        ({**SYNCED, "syncedAt": "2026-11-29T11:30:00Z"}, {}, False),  # 30 min ago
+        ({**SYNCED, "phase": "TimedOut"}, {}, True),
+        ({"phase": "Completed", "airtableSynced": False}, {}, False),  # Airtable not written yet
+        ({"phase": "Processing"}, {}, False),
+        ({**SYNCED, "airtableSynced": False}, {}, True),  # TargetRejected: the Jobs row was written
+        (SYNCED, {"media.phi.dev/recheck-requested-at": "1"}, False),  # a recheck is pending
+        # synced before syncedAt existed: the Synced condition's time counts
+        (
+            {
+                "phase": "Failed",
+                "airtableSynced": True,
+                "conditions": [
+                    {
+                        "type": "Synced",
+                        "status": "True",
+                        "reason": "AirtableUpdated",
+                        "message": "",
+                        "lastTransitionTime": "2026-11-29T09:00:00Z",
+                    }
+                ],
+            },
+            {},
+            True,
+        ),
+    ],
+)
+def test_which_jobs_the_clean_up_deletes(
+    status: dict[str, Any], annotations: dict[str, str], gone: bool
+) -> None:
+    assert expired(job(status=status, annotations=annotations), now=NOW, ttl=TTL) is gone
+
+
+def row(external: str = JOB_ID) -> JobRow:
+    return JobRow(RECORD, external, "combine", NOW - timedelta(hours=2), None, "processing")
+
+
+@pytest.mark.parametrize(
+    ("status", "external", "written", "resubmitted"),
+    [
+        ({"phase": "Processing"}, JOB_ID, False, False),
+        ({"phase": "Processing"}, "new-job-2", False, True),  # a new External Job ID
+        ({"phase": "Failed"}, "new-job-2", False, True),
+        ({"phase": "Completed", "airtableSynced": True}, JOB_ID, True, True),  # back to processing
+        ({"phase": "TimedOut", "airtableSynced": True}, JOB_ID, True, True),
+        # still processing only because our own write is pending (or landed after the listing)
+        ({"phase": "Completed"}, JOB_ID, False, False),
+    ],
+)
+def test_what_is_a_resubmission(
+    status: dict[str, Any], external: str, written: bool, resubmitted: bool
+) -> None:
+    assert is_resubmission(job(status=status), row(external), result_written=written) is resubmitted
+
+
+def test_a_resubmission_patch_makes_a_new_generation_and_moves_the_label() -> None:
+    patch = resubmission_patch(job(status={"phase": "Failed"}), row("new-job-2"), NOW)
+    assert patch["spec"]["externalJobId"] == "new-job-2"
+    assert patch["spec"]["resubmittedAt"] == "2026-11-29T12:00:00Z"
+    assert patch["spec"]["target"] is None  # the row has none now: removed by the merge patch
+    assert patch["metadata"]["labels"] == {"media.phi.dev/external-job-id": "new-job-2"}
+    assert patch["metadata"]["resourceVersion"] == "100"
