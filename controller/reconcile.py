@@ -37,7 +37,7 @@ from controller.schedule import Timing, first_check_at, nca_next_at, next_check_
 from controller.scheduler import Scheduler
 from controller.status import initial_status
 from controller.store import JobStore, Key
-from controller.transitions import EventRecorder, Transitions
+from controller.transitions import Event, StatusWriter, Transitions
 from controller.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Reconciler:
         kube: KubeClient,
         store: JobStore,
         transitions: Transitions,
-        events: EventRecorder,
+        writer: StatusWriter,
         writeback: WriteBack,
         metrics: Metrics,
         namespace: str | None,
@@ -102,7 +102,7 @@ class Reconciler:
         self._kube = kube
         self._store = store
         self._transitions = transitions
-        self._events = events
+        self._writer = writer
         self._writeback = writeback
         self._metrics = metrics
         self._namespace = namespace
@@ -245,11 +245,13 @@ class Reconciler:
             jlog.info("check could not conclude (%s); retry %d", decision.message, rt.failures)
             if rt.failures >= PERSISTENT_ERRORS and not rt.reported_error:
                 rt.reported_error = True
-                await self._events.record(
+                await self._writer.announce(
                     job,
-                    warning=True,
-                    reason="CheckFailing",
-                    message=f"{rt.failures} checks in a row could not conclude: {decision.message}",
+                    Event(
+                        "CheckFailing",
+                        f"{rt.failures} checks in a row could not conclude: {decision.message}",
+                        warning=True,
+                    ),
                 )
             due = retry_at(job.spec.started_at, now, rt.failures, self._timing, self._rng)
         else:
@@ -295,15 +297,12 @@ class Reconciler:
             return True
         patch.update(fields)
         try:
-            raw = await self._kube.patch_mediajob_status(
-                job.namespace, job.name, patch, resource_version=job.resource_version
-            )
+            await self._writer.write(job, patch)
         except (Conflict, NotFound):
             return True  # the watch brings the newer object, which reschedules as needed
         except KubeError as exc:
             logs.for_job(log, job).warning("status write failed, will retry: %s", exc)
             return False
-        self._store.put(MediaJob.from_object(raw))
         return True
 
     async def _recheck_completed(self, job: MediaJob) -> None:
@@ -337,19 +336,15 @@ class Reconciler:
         patch = initial_status(job, now=now, checks=0, message=message)
         if job.recheck_pending:
             patch["lastHandledRecheckAt"] = job.recheck_token
+        self._state.pop(job.key, None)
         try:
-            raw = await self._kube.patch_mediajob_status(
-                job.namespace, job.name, patch, resource_version=job.resource_version
-            )
+            await self._writer.write(job, patch, event=Event("Resubmitted", message))
         except (Conflict, NotFound):
             return None  # the watch brings the newer object, which reschedules as needed
         except KubeError as exc:
             logs.for_job(log, job).warning("could not start the new attempt, will retry: %s", exc)
             return self._retry(job, JobRuntime(), now)
         logs.for_job(log, job).info("%s", message)
-        await self._events.record(job, warning=False, reason="Resubmitted", message=message)
-        self._state.pop(job.key, None)
-        self._store.put(MediaJob.from_object(raw))
         if not self._polling:
             return None
         return first_check_at(job.spec.started_at, self._now(), self._timing, self._rng).timestamp()

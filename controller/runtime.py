@@ -30,7 +30,7 @@ from controller.reconcile import Reconciler
 from controller.schedule import Timing
 from controller.settings import Settings
 from controller.store import JobStore
-from controller.transitions import EventRecorder, Transitions
+from controller.transitions import EventRecorder, StatusWriter, Transitions
 from controller.writeback import Tables, WriteBack
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ class Runtime:
         kube = self.clients.kube
         self.namespace = home_namespace(settings, kube)
         self.events = EventRecorder(kube, host=settings.pod_name, secrets=settings.secrets)
-        self.transitions = Transitions(kube=kube, store=self.store, events=self.events, metrics=self.metrics)
+        self.writer = StatusWriter(kube, self.store, self.events)
+        self.transitions = Transitions(kube=kube, store=self.store, writer=self.writer, metrics=self.metrics)
         self.receiver = WebhookReceiver(
             store=self.store,
             kube=kube,
@@ -195,7 +196,7 @@ class Runtime:
             airtable=self.clients.airtable,
             kube=kube,
             store=self.store,
-            events=self.events,
+            writer=self.writer,
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
@@ -217,7 +218,7 @@ class Runtime:
             kube=kube,
             store=self.store,
             transitions=self.transitions,
-            events=self.events,
+            writer=self.writer,
             writeback=writeback,
             metrics=self.metrics,
             namespace=s.watch_namespace,
@@ -268,18 +269,7 @@ class Runtime:
             "uid": meta.get("uid", ""),
         }
         log.warning("ignoring invalid MediaJob: %s", problem)
-        try:
-            await self.clients.kube.post_event(
-                ref,
-                type_="Warning",
-                reason="InvalidSpec",
-                message=problem,
-                component="mediajob-controller",
-                host=self.settings.pod_name,
-                now=utcnow(),
-            )
-        except KubeError as exc:
-            log.warning("could not post the InvalidSpec Event: %s", exc)
+        await self.events.record_ref(ref, warning=True, reason="InvalidSpec", message=problem)
 
 
 __all__ = ["Clients", "MediaJob", "Runtime"]

@@ -46,7 +46,7 @@ from controller.model import MediaJob, fmt_time, utcnow
 from controller.rows import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
 from controller.status import sync_error_status, synced_status, target_rejected_status
 from controller.store import JobStore, Key
-from controller.transitions import EventRecorder
+from controller.transitions import Event, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class WriteBack:
         airtable: AirtableClient,
         kube: KubeClient,
         store: JobStore,
-        events: EventRecorder,
+        writer: StatusWriter,
         metrics: Metrics,
         tables: Tables,
         retry_base: float = 2.0,
@@ -237,7 +237,7 @@ class WriteBack:
         self._airtable = airtable
         self._kube = kube
         self._store = store
-        self._events = events
+        self._writer = writer
         self._metrics = metrics
         self._tables = tables
         self._retry_base = retry_base
@@ -493,13 +493,12 @@ class WriteBack:
 
     async def _report(self, job: MediaJob, error: str) -> None:
         message = f"Airtable write-back keeps failing (will keep retrying): {error}"
-        await self._events.record(job, warning=True, reason="AirtableWriteFailing", message=message)
         try:
-            await self._kube.patch_mediajob_status(
-                job.namespace,
-                job.name,
+            await self._writer.write(
+                job,
                 sync_error_status(job, now=self._now(), error=message),
-                resource_version=None,
+                guard=False,
+                event=Event("AirtableWriteFailing", message, warning=True),
             )
         except KubeError as exc:
             logs.for_job(log, job).warning("could not record the write-back error: %s", exc)
@@ -515,14 +514,15 @@ class WriteBack:
             self._done(item)  # the job moved on (a new attempt or transition): its own item follows
             return
         now = self._now()
+        event = None
         if item.outcome == "TargetRejected":
-            patch = target_rejected_status(job, now=now, error=item.target_error or "target rejected")
+            error = item.target_error or "target rejected"
+            patch = target_rejected_status(job, now=now, error=error)
+            event = Event("TargetRejected", error, warning=True)
         else:
             patch = synced_status(job, now=now, reason=item.outcome)
         try:
-            raw = await self._kube.patch_mediajob_status(
-                job.namespace, job.name, patch, resource_version=None
-            )
+            await self._writer.write(job, patch, guard=False, event=event)
         except NotFound:
             self._done(item)
             return
@@ -530,11 +530,6 @@ class WriteBack:
             self._failed(item, exc)
             return
         self._done(item)
-        self._store.put(MediaJob.from_object(raw))
-        if item.outcome == "TargetRejected":
-            await self._events.record(
-                job, warning=True, reason="TargetRejected", message=item.target_error or "target rejected"
-            )
         logs.for_job(log, job).info("Airtable write-back done (%s)", item.outcome)
 
     def _done(self, item: _Pending) -> None:

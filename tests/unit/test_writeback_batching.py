@@ -43,7 +43,7 @@ def writeback() -> WriteBack:
         airtable=None,
         kube=None,
         store=None,
-        events=None,
+        writer=None,
         metrics=Metrics(),  # type: ignore[arg-type]
         tables=Tables("Jobs", "Segments", "Videos"),
         linger=5.0,
