@@ -242,8 +242,12 @@ async def test_a_row_ended_by_someone_else_is_left_alone(
     assert world.airtable.writes_for(job.target_id or "") == 0
 
 
+@pytest.mark.parametrize(
+    ("broken", "error"),
+    [("deleted row", "ROW_DOES_NOT_EXIST"), ("renamed field", "UNKNOWN_FIELD_NAME")],
+)
 async def test_a_rejected_target_does_not_hold_back_the_jobs_row(
-    world: World, namespace: str, kube: KubeClient, controlplane: ControlPlane
+    world: World, namespace: str, kube: KubeClient, controlplane: ControlPlane, broken: str, error: str
 ) -> None:
     job = world.add_job("combine", drop_webhook=True)
     assert job.target_id is not None
@@ -251,7 +255,10 @@ async def test_a_rejected_target_does_not_hold_back_the_jobs_row(
     async with running(settings_for(world, namespace)):
         await wait_phase(kube, namespace, job, "Processing")
         target = world.target_row(job)
-        world.airtable.delete_row(world.base_id, "Segments", job.target_id)  # deleted by hand
+        if broken == "deleted row":
+            world.airtable.delete_row(world.base_id, "Segments", job.target_id)  # deleted by hand
+        else:  # someone renamed the attachment field
+            world.airtable.set_schema(world.base_id, "Segments", ["Name", "Status", "Voiceover+Video"])
         world.nca_sim.finish_now(job.job_id)
 
         async def rejected() -> dict[str, Any] | None:
@@ -264,7 +271,7 @@ async def test_a_rejected_target_does_not_hold_back_the_jobs_row(
         row = world.jobs_row(job)
         assert row["Status"] == "completed"
         assert f"Segments row {job.target_id}" in row["Notes"]
-        assert "ROW_DOES_NOT_EXIST" in row["Notes"]
+        assert error in row["Notes"]
         assert condition(obj, "Synced")["status"] == "False"
         assert obj["status"]["phase"] == "Completed"
         requests = len(world.airtable.write_log)
@@ -272,8 +279,11 @@ async def test_a_rejected_target_does_not_hold_back_the_jobs_row(
         assert len(world.airtable.write_log) == requests  # automatic retries stopped
         warned = [e for e in events(controlplane, namespace) if e["reason"] == "TargetRejected"]
         assert [e["type"] for e in warned] == ["Warning"]
-        # the row is restored; a recheck tries the target again
-        world.airtable.add_record(world.base_id, "Segments", target, record_id=job.target_id)
+        # the row is fixed; a recheck tries the target again
+        if broken == "deleted row":
+            world.airtable.add_record(world.base_id, "Segments", target, record_id=job.target_id)
+        else:
+            world.airtable.set_schema(world.base_id, "Segments", ["Name", "Status", "Voiceover + Video"])
         await recheck(kube, namespace, job, "retry-target")
         obj = await wait_synced(kube, namespace, job, timeout=20)
     assert condition(obj, "Ready")["status"] == "True"
