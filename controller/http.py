@@ -24,6 +24,7 @@ from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.clients.nca import PayloadError, parse_result_payload
 from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
+from controller.mirror import MANAGED_BY, resubmission_patch
 from controller.model import InvalidResource, JobSpec, MediaJob, new_object, utcnow
 from controller.naming import (
     LABEL_EXTERNAL_ID,
@@ -128,15 +129,26 @@ class WebhookReceiver:
         if row.status != "processing" or row.external_job_id != job_id:
             return None  # ended, or an earlier attempt's result
         name = resource_name(record_id)
-        try:
-            raw = await self._kube.create_mediajob(new_object(name, self._home, JobSpec.from_row(row)))
-        except Conflict:
-            raw = await self._kube.get_mediajob(self._home, name)  # the mirror was just faster
-        job = MediaJob.from_object(raw)
+        job = self._store.get((self._home, name))
+        if job is None:
+            try:
+                raw = await self._kube.create_mediajob(new_object(name, self._home, JobSpec.from_row(row)))
+            except Conflict:
+                raw = await self._kube.get_mediajob(self._home, name)  # the mirror was just faster
+            job = MediaJob.from_object(raw)
         if job.spec.external_job_id != job_id:
-            return None
+            # The row was re-submitted with this NCA id and the mirror has not seen it yet.
+            if job.labels.get(MANAGED_BY[0]) != MANAGED_BY[1]:
+                return None
+            try:
+                raw = await self._kube.patch_mediajob(
+                    job.namespace, job.name, resubmission_patch(job, row, utcnow())
+                )
+            except Conflict:
+                return None
+            job = MediaJob.from_object(raw)
         self._store.put(job)
-        logs.for_job(log, job).info("webhook arrived before the mirror: created the MediaJob from its row")
+        logs.for_job(log, job).info("webhook arrived before the mirror: took the job from its Jobs row")
         return job
 
     async def _find(self, job_id: str) -> list[MediaJob]:

@@ -193,7 +193,7 @@ class MediaJob:
     def new_attempt(self) -> bool:
         """The mirror re-submitted the job and no status has been written for that attempt yet."""
         spec_token = fmt_time(self.spec.resubmitted_at) if self.spec.resubmitted_at else None
-        return self.status.initialized and spec_token != self.status.resubmitted_at
+        return spec_token != self.status.resubmitted_at
 
     @property
     def phase(self) -> Phase:

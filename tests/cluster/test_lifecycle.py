@@ -342,3 +342,26 @@ async def test_ended_jobs_are_deleted_after_the_ttl_and_memory_shrinks(
         assert len(runtime.mirror._created) == 1
         assert runtime.writeback.remembered == 1
     assert all(world.jobs_row(j)["Status"] == "completed" for j in jobs)  # Airtable unchanged
+
+
+async def test_an_early_webhook_of_a_resubmitted_job_starts_and_completes_its_attempt(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    job = world.add_job("concatenate", drop_webhook=True)
+    world.nca_sim.set_status(job.job_id, "running")
+    async with running(settings_for(world, namespace, **SLOW)) as runtime:
+        await until(lambda: runtime.store.get((namespace, resource_name(job.record_id))))
+        second = world.nca_sim.add_job(caller_id=job.record_id, drop_webhook=True)
+        world.airtable.set_fields(world.base_id, "Jobs", job.record_id, {"External Job ID": second.job_id})
+        url = f"{world.spaces.base_url}/{second.job_id}.mp4"
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.post(
+                hook_url(runtime), json=payload(job, url, job_id=second.job_id, response=url)
+            )
+        obj = await wait_synced(kube, namespace, job, timeout=10)  # the mirror's next cycle is minutes away
+    assert answer.status_code in (200, 202)
+    assert (obj["status"]["phase"], obj["status"]["completedVia"]) == ("Completed", "webhook")
+    assert (obj["status"]["attempt"], obj["spec"]["externalJobId"]) == (2, second.job_id)
+    assert obj["metadata"]["labels"]["media.phi.dev/external-job-id"] == second.job_id
+    assert obj["status"]["outputUrl"] == url
+    assert world.airtable.writes_for(job.record_id) == 1
