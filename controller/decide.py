@@ -36,6 +36,7 @@ class Complete:
 class Fail:
     message: str
     reason: str = "Failed"
+    via: Via | None = None  # how the failure was learned, recorded as completedVia
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,15 +91,18 @@ def should_ask_nca(spaces: SpacesResult | None, *, nca_due: bool) -> bool:
 
 
 def decide(job: MediaJob, seen: Observation, *, now: datetime, max_age: timedelta) -> Decision:
-    if job.status.terminal:
-        return Ignore(f"job already {job.status.phase}")
+    """Completed is final; Failed and TimedOut only mean "no output yet" and can still complete."""
+    if job.phase == "Completed":
+        return Ignore("job already Completed")
     if isinstance(seen.spaces, ObjectFound):
         return Complete(seen.spaces.url, "spaces", seen.spaces.last_modified)
     nca = seen.nca
     if isinstance(nca, NcaSucceeded):
         return Complete(nca.url, "nca-status")
+    if job.ended:
+        return Ignore(f"job still {job.phase}: no output found")
     if isinstance(nca, NcaFailed):
-        return Fail(f"NCA reported the job failed (code {nca.code}): {nca.message}")
+        return Fail(f"NCA reported the job failed (code {nca.code}): {nca.message}", via="nca-status")
 
     errors = []
     if isinstance(seen.spaces, SpacesUnknown):
@@ -108,10 +112,13 @@ def decide(job: MediaJob, seen: Observation, *, now: datetime, max_age: timedelt
     conclusive = isinstance(seen.spaces, ObjectMissing) or (
         seen.spaces is None and isinstance(nca, NcaPending | NcaNotFound)
     )
-    age = now - job.spec.submitted_at
+    age = now - job.spec.started_at
     if age >= max_age and conclusive:
         hours = max_age.total_seconds() / 3600
-        return TimeOut(f"no output after {hours:g} h ({job.status.checks + 1} checks)")
+        return TimeOut(
+            f"no output after {hours:g} h ({job.status.checks + 1} checks); polling stopped,"
+            " a late result (webhook or recheck) will still be taken"
+        )
     if errors:
         return Wait("; ".join(errors), error=True)
     if isinstance(nca, NcaPending):
@@ -122,18 +129,23 @@ def decide(job: MediaJob, seen: Observation, *, now: datetime, max_age: timedelt
 
 
 def decide_webhook(job: MediaJob, outcome: NcaOutcome) -> Decision:
-    """NCA's webhook carries the same payload as a `done` status answer."""
-    if job.status.terminal:
-        return Ignore(f"job already {job.status.phase}")
+    """NCA's webhook carries the same payload as a `done` status answer.
+
+    A late success still completes a Failed or TimedOut job; a late failure changes nothing.
+    """
+    if job.phase == "Completed":
+        return Ignore("job already Completed")
     if isinstance(outcome, NcaSucceeded):
         return Complete(outcome.url, "webhook")
-    return Fail(f"NCA reported the job failed (code {outcome.code}): {outcome.message}")
+    if job.ended:
+        return Ignore(f"job already {job.phase}")
+    return Fail(f"NCA reported the job failed (code {outcome.code}): {outcome.message}", via="webhook")
 
 
 def decide_airtable_row(job: MediaJob, row: dict[str, object] | None) -> Decision:
     """A mirrored job whose Jobs row is no longer `processing`: end it the way Airtable says."""
-    if job.status.terminal:
-        return Ignore(f"job already {job.status.phase}")
+    if job.ended:
+        return Ignore(f"job already {job.phase}")
     if row is None:
         return EndedInAirtable("Failed", "the Jobs row was deleted in Airtable")
     status = row.get("Status")

@@ -20,13 +20,21 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from controller import logs
-from controller.clients.kube import KubeClient, KubeError
+from controller.clients.airtable import AirtableClient, AirtableError
+from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.clients.nca import PayloadError, parse_result_payload
 from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
-from controller.model import InvalidResource, MediaJob, utcnow
-from controller.naming import LABEL_EXTERNAL_ID, UnsafeIdError, check_external_job_id
-from controller.rows import nesting_depth
+from controller.mirror import MANAGED_BY, resubmission_patch
+from controller.model import InvalidResource, JobSpec, MediaJob, new_object, utcnow
+from controller.naming import (
+    LABEL_EXTERNAL_ID,
+    UnsafeIdError,
+    check_external_job_id,
+    check_record_id,
+    resource_name,
+)
+from controller.rows import MIRROR_FIELDS, RowError, nesting_depth, parse_job_row
 from controller.store import JobStore
 from controller.transitions import Transitions
 
@@ -38,7 +46,13 @@ ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
 
 
 class WebhookReceiver:
-    """Turns one NCA webhook payload into a transition through the shared state machine."""
+    """Turns one NCA webhook payload into a transition through the shared state machine.
+
+    A webhook may beat the mirror (fast jobs finish in a second): then the receiver reads the
+    Jobs row named by the payload's `id` and creates the MediaJob itself, exactly as the mirror
+    would, and records the result on it. Airtable is still written only by the leader's
+    write-back, fed by the watch, so there is one write per transition whichever path won.
+    """
 
     def __init__(
         self,
@@ -48,12 +62,18 @@ class WebhookReceiver:
         transitions: Transitions,
         metrics: Metrics,
         namespace: str | None,
+        airtable: AirtableClient | None = None,
+        jobs_table: str = "Jobs",
+        home_namespace: str | None = None,
     ) -> None:
         self._store = store
         self._kube = kube
         self._transitions = transitions
         self._metrics = metrics
         self._namespace = namespace
+        self._airtable = airtable
+        self._jobs_table = jobs_table
+        self._home = home_namespace or namespace
 
     async def receive(self, payload: dict[str, Any], arrived: datetime) -> tuple[int, str]:
         """Returns (HTTP status, result word) for a payload whose shape was already checked."""
@@ -61,9 +81,17 @@ class WebhookReceiver:
         outcome = parse_result_payload(payload)
         jobs = await self._find(job_id)
         if not jobs:
-            self._metrics.webhooks.labels(result="unknown_job").inc()
-            log.info("webhook for unknown NCA job %s: acknowledged, nothing created", job_id)
-            return 202, "unknown-job"
+            early = await self._adopt(record_id, job_id)
+            if early is None:
+                self._metrics.webhooks.labels(result="unknown_job").inc()
+                log.info(
+                    "webhook for NCA job %s: record %.20r is not a processing Jobs row for it;"
+                    " acknowledged, nothing created",
+                    job_id,
+                    record_id,
+                )
+                return 202, "unknown-job"
+            jobs = [early]
         matching = [j for j in jobs if j.spec.airtable_record_id == record_id]
         if not matching:
             self._metrics.webhooks.labels(result="id_mismatch").inc()
@@ -83,6 +111,47 @@ class WebhookReceiver:
         result = "recorded" if updated is not None else "already-ended"
         self._metrics.webhooks.labels(result=result.replace("-", "_")).inc()
         return 200, result
+
+    async def _adopt(self, record_id: str, job_id: str) -> MediaJob | None:
+        """An early webhook: create the job's MediaJob from its Jobs row, if that row is processing."""
+        if self._airtable is None or self._home is None:
+            return None
+        try:
+            check_record_id(record_id)
+        except UnsafeIdError:
+            return None
+        rows = await self._airtable.get_records(self._jobs_table, [record_id], fields=MIRROR_FIELDS)
+        fields = rows.get(record_id)
+        if fields is None:
+            return None
+        try:
+            row = parse_job_row({"id": record_id, "fields": fields})
+        except RowError:
+            return None  # the mirror writes the row's Note
+        if row.status != "processing" or row.external_job_id != job_id:
+            return None  # ended, or an earlier attempt's result
+        name = resource_name(record_id)
+        job = self._store.get((self._home, name))
+        if job is None:
+            try:
+                raw = await self._kube.create_mediajob(new_object(name, self._home, JobSpec.from_row(row)))
+            except Conflict:
+                raw = await self._kube.get_mediajob(self._home, name)  # the mirror was just faster
+            job = MediaJob.from_object(raw)
+        if job.spec.external_job_id != job_id:
+            # The row was re-submitted with this NCA id and the mirror has not seen it yet.
+            if job.labels.get(MANAGED_BY[0]) != MANAGED_BY[1]:
+                return None
+            try:
+                raw = await self._kube.patch_mediajob(
+                    job.namespace, job.name, resubmission_patch(job, row, utcnow())
+                )
+            except Conflict:
+                return None
+            job = MediaJob.from_object(raw)
+        self._store.put(job)
+        logs.for_job(log, job).info("webhook arrived before the mirror: took the job from its Jobs row")
+        return job
 
     async def _find(self, job_id: str) -> list[MediaJob]:
         jobs = self._store.find_external(job_id)
@@ -222,7 +291,7 @@ class HttpServer:
             self._background.add(task)
             task.add_done_callback(self._finished_late)
             return _answer(202, "accepted", "recording in the background")
-        except (KubeError, InvalidResource) as exc:
+        except (KubeError, InvalidResource, AirtableError) as exc:
             log.warning("webhook could not be recorded: %s", exc)
             return _answer(503, "error", "could not record the result, the poller will find it")
         except Exception:

@@ -1,8 +1,12 @@
-"""Airtable → MediaJobs: one resource per Jobs row in `processing`, created once, never overwritten.
+"""Airtable → MediaJobs: one resource per Jobs row in `processing`, created once.
 
 A cycle costs one Airtable request per 100 processing rows. Rows already mirrored cost nothing
 more; a row that cannot be parsed costs one Notes write, once; a row that left `processing`
 behind our back costs one read to learn how it ended.
+
+The spec is patched only for a re-submission (contract section 2): the row's External Job ID
+changed, or the row is `processing` again after the controller's result was written. The patch
+sets `spec.resubmittedAt`, which makes a new generation and a new attempt.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from controller.clients.airtable import READ, AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
-from controller.model import JobSpec, MediaJob, new_object, utcnow
-from controller.naming import UnsafeIdError, check_record_id, resource_name
+from controller.model import JobSpec, MediaJob, fmt_time, new_object, utcnow
+from controller.naming import LABEL_EXTERNAL_ID, UnsafeIdError, check_record_id, resource_name
 from controller.rows import (
     FIELD_NOTES,
     FIELD_RESPONSE,
     FIELD_STATUS,
     MIRROR_FIELDS,
+    JobRow,
     RowError,
     parse_job_row,
 )
@@ -46,11 +51,37 @@ class CycleReport:
     notes_written: int = 0
     ended_in_airtable: int = 0
     create_attempts: int = 0
+    resubmitted: int = 0
 
     @property
     def api_writes(self) -> int:
-        """Writes to the API server this cycle (creates tried, and transitions of departed rows)."""
-        return self.create_attempts + self.ended_in_airtable
+        """Writes to the API server this cycle (creates tried, re-submissions, departed rows)."""
+        return self.create_attempts + self.ended_in_airtable + self.resubmitted
+
+
+def is_resubmission(job: MediaJob, row: JobRow, *, result_written: bool) -> bool:
+    """Did the app send this job again? Pure.
+
+    `result_written`: the controller's result had reached the Jobs row before the row was read.
+    A row still `processing` only because our own write is pending is not a re-submission.
+    """
+    if job.spec.external_job_id != row.external_job_id:
+        return True
+    return job.ended and result_written
+
+
+def resubmission_patch(job: MediaJob, row: JobRow, now: datetime) -> dict[str, Any]:
+    """The merge patch of a re-submission: the row's spec, a new resubmittedAt, the label."""
+    spec: dict[str, Any] = JobSpec.from_row(row).to_dict()
+    spec.setdefault("target", None)
+    spec["resubmittedAt"] = fmt_time(now)
+    return {
+        "metadata": {
+            "labels": {LABEL_EXTERNAL_ID: row.external_job_id},
+            "resourceVersion": job.resource_version,
+        },
+        "spec": spec,
+    }
 
 
 def invalid_note(existing: Any, reason: str) -> str | None:
@@ -101,16 +132,29 @@ class Mirror:
         self.cycles = 0
 
     async def run(self) -> None:
+        self._store.subscribe(_ignore_change, self.forget)
+        try:
+            await self._run()
+        finally:
+            self._store.unsubscribe(_ignore_change, self.forget)
+
+    def forget(self, key: Key) -> None:
+        """The MediaJob is gone (deleted after its TTL, or by hand): forget that we created it."""
+        self._created.discard(key)
+
+    async def _run(self) -> None:
         while True:
             try:
                 report = await self.cycle()
                 self.cycles += 1
                 self._metrics.mirror_cycles.labels(result="ok").inc()
-                if report.created or report.invalid or report.ended_in_airtable:
+                if report.created or report.invalid or report.ended_in_airtable or report.resubmitted:
                     log.info(
-                        "mirror: %d processing rows, %d created, %d invalid, %d ended in Airtable",
+                        "mirror: %d processing rows, %d created, %d re-submitted, %d invalid,"
+                        " %d ended in Airtable",
                         report.rows,
                         report.created,
+                        report.resubmitted,
                         report.invalid,
                         report.ended_in_airtable,
                     )
@@ -125,6 +169,8 @@ class Mirror:
 
     async def cycle(self) -> CycleReport:
         report = CycleReport()
+        # Taken before the listing: a result written after it may not show in this listing yet.
+        written = {job.key for job in self._store if job.ended and job.status.jobs_row_written_at}
         records = await self._airtable.list_records(
             self._table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
         )
@@ -132,6 +178,7 @@ class Mirror:
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
         missing: list[tuple[Any, JobSpec, Key]] = []
+        resubmitted: list[tuple[MediaJob, JobRow]] = []
         for record in records:
             try:
                 row = parse_job_row(record)
@@ -145,8 +192,12 @@ class Mirror:
                 report.invalid += self._invalid(record, unreadable(record, exc), notes)
                 continue
             processing.add(row.record_id)
-            if key not in self._created and self._store.get(key) is None:
-                missing.append((record, spec, key))
+            existing = self._store.get(key)
+            if existing is None:
+                if key not in self._created:
+                    missing.append((record, spec, key))
+            elif self._managed(existing) and is_resubmission(existing, row, result_written=key in written):
+                resubmitted.append((existing, row))
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(record: Any, spec: JobSpec, key: Key) -> None:
@@ -165,6 +216,8 @@ class Mirror:
 
         await asyncio.gather(*(create(*item) for item in missing))
         report.create_attempts = len(missing)
+        for job, row in resubmitted:
+            report.resubmitted += await self._resubmit(job, row)
         if notes:
             await self._airtable.update_records(self._table, notes)
             report.notes_written = len(notes)
@@ -187,6 +240,28 @@ class Mirror:
         self._created.add(key)
         return None
 
+    async def _resubmit(self, job: MediaJob, row: JobRow) -> int:
+        """Patch the spec for a new attempt; a 409 means the job changed: the next cycle decides."""
+        try:
+            await self._kube.patch_mediajob(
+                job.namespace, job.name, resubmission_patch(job, row, self._now())
+            )
+        except Conflict:
+            return 0
+        except KubeError as exc:
+            if exc.status in (400, 422):
+                log.warning("the API server refused the re-submission of %s: %s", row.record_id, exc)
+                return 0
+            raise
+        log.info(
+            "Jobs row %s was sent again (NCA job %s): new attempt for %s/%s",
+            row.record_id,
+            row.external_job_id,
+            job.namespace,
+            job.name,
+        )
+        return 1
+
     def _invalid(self, record: Any, error: RowError, notes: list[tuple[str, dict[str, Any]]]) -> int:
         """Log and count once per row and reason; queue the Notes write if not already there."""
         first = self._reported.get(error.record_id) != error.reason
@@ -208,7 +283,7 @@ class Mirror:
         departed = [
             job
             for job in self._store
-            if job.status.phase == "Processing"
+            if job.phase == "Processing"
             and job.namespace == self._namespace
             and job.spec.airtable_record_id not in processing
             and self._managed(job)
@@ -231,3 +306,7 @@ class Mirror:
 
     def _managed(self, job: MediaJob) -> bool:
         return job.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+
+
+def _ignore_change(job: MediaJob, old: MediaJob | None) -> None:
+    """The mirror only needs to hear about removals."""

@@ -61,6 +61,14 @@ class JobSpec:
     target: Target | None = None
     output_url: str | None = None
     suspend: bool = False
+    resubmitted_at: datetime | None = None  # set by the mirror when the app sends the job again
+
+    @property
+    def started_at(self) -> datetime:
+        """The job's age (schedule, time-out) counts from its latest submission."""
+        if self.resubmitted_at is not None and self.resubmitted_at > self.submitted_at:
+            return self.resubmitted_at
+        return self.submitted_at
 
     def to_dict(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -75,6 +83,8 @@ class JobSpec:
             spec["outputUrl"] = self.output_url
         if self.suspend:
             spec["suspend"] = True
+        if self.resubmitted_at:
+            spec["resubmittedAt"] = fmt_time(self.resubmitted_at)
         return spec
 
     @classmethod
@@ -103,10 +113,33 @@ class JobStatus:
     observed_generation: int | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
     initialized: bool = False  # the controller has written a status at least once
+    attempt: int = 1
+    resubmitted_at: str | None = None  # spec.resubmittedAt of the attempt this status is about
+    synced_at: datetime | None = None  # when the Jobs row got this transition (clean-up counts from it)
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL
+
+    @property
+    def sync_reason(self) -> str | None:
+        for cond in self.conditions:
+            if cond.get("type") == "Synced":
+                reason = cond.get("reason")
+                return reason if isinstance(reason, str) else None
+        return None
+
+    @property
+    def jobs_row_written_at(self) -> datetime | None:
+        """When Airtable's Jobs row got this transition: syncedAt, or the Synced condition's time."""
+        if self.synced_at is not None:
+            return self.synced_at
+        if not self.airtable_synced:
+            return None
+        for cond in self.conditions:
+            if cond.get("type") == "Synced" and cond.get("status") == "True":
+                return parse_time(cond.get("lastTransitionTime"))
+        return None
 
     @classmethod
     def from_dict(cls, raw: Any) -> JobStatus:
@@ -130,6 +163,9 @@ class JobStatus:
             if isinstance(conditions, list)
             else (),
             initialized=True,
+            attempt=_int(raw.get("attempt")) or 1,
+            resubmitted_at=_str(raw.get("resubmittedAt")),
+            synced_at=parse_time(raw.get("syncedAt")),
         )
 
 
@@ -154,8 +190,28 @@ class MediaJob:
         return bool(self.recheck_token) and self.recheck_token != self.status.last_handled_recheck_at
 
     @property
+    def new_attempt(self) -> bool:
+        """The mirror re-submitted the job and no status has been written for that attempt yet."""
+        spec_token = fmt_time(self.spec.resubmitted_at) if self.spec.resubmitted_at else None
+        return spec_token != self.status.resubmitted_at
+
+    @property
+    def phase(self) -> Phase:
+        """The phase of the current attempt: a re-submitted job is Processing again."""
+        return "Processing" if self.new_attempt else self.status.phase
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in TERMINAL
+
+    @property
+    def attempt(self) -> int:
+        return self.status.attempt + 1 if self.new_attempt else self.status.attempt
+
+    @property
     def needs_sync(self) -> bool:
-        return self.status.terminal and not self.status.airtable_synced
+        """An ended attempt whose Jobs row has not been written (or found ended) yet."""
+        return self.ended and not self.status.airtable_synced and self.status.synced_at is None
 
     def ref(self) -> dict[str, str]:
         return {
@@ -220,6 +276,10 @@ def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
             raise InvalidResource("spec.target.table must be Segments or Videos")
         target = Target(table=table, record_id=check_record_id(target_raw.get("recordId", "")))
     output_url = spec.get("outputUrl")
+    resubmitted_raw = spec.get("resubmittedAt")
+    resubmitted = parse_time(resubmitted_raw)
+    if resubmitted_raw is not None and resubmitted is None:
+        raise InvalidResource("spec.resubmittedAt is not a date-time")
     return JobSpec(
         airtable_record_id=check_record_id(spec.get("airtableRecordId", "")),
         external_job_id=check_external_job_id(spec.get("externalJobId", "")),
@@ -228,6 +288,7 @@ def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
         target=target,
         output_url=output_url if isinstance(output_url, str) and output_url else None,
         suspend=spec.get("suspend") is True,
+        resubmitted_at=resubmitted,
     )
 
 

@@ -37,7 +37,7 @@ from controller.schedule import Timing, first_check_at, nca_next_at, next_check_
 from controller.scheduler import Scheduler
 from controller.status import initial_status
 from controller.store import JobStore, Key
-from controller.transitions import EventRecorder, Transitions
+from controller.transitions import Event, StatusWriter, Transitions
 from controller.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Reconciler:
         kube: KubeClient,
         store: JobStore,
         transitions: Transitions,
-        events: EventRecorder,
+        writer: StatusWriter,
         writeback: WriteBack,
         metrics: Metrics,
         namespace: str | None,
@@ -102,7 +102,7 @@ class Reconciler:
         self._kube = kube
         self._store = store
         self._transitions = transitions
-        self._events = events
+        self._writer = writer
         self._writeback = writeback
         self._metrics = metrics
         self._namespace = namespace
@@ -123,7 +123,7 @@ class Reconciler:
     def on_change(self, job: MediaJob, old: MediaJob | None) -> None:
         """Store listener: keep the heap in step with what the watch reports."""
         key = job.key
-        if job.status.terminal:
+        if job.ended:
             self._state.pop(key, None)
             if job.needs_sync:
                 self._writeback.enqueue(job)
@@ -133,6 +133,10 @@ class Reconciler:
                 self.scheduler.cancel(key)
             return
         self._writeback.note_processing(key)
+        if job.new_attempt or (old is not None and old.attempt != job.attempt):
+            self._state.pop(key, None)  # a fresh attempt starts with a fresh NCA backoff
+            self.scheduler.schedule(key, self._now().timestamp(), earlier_only=True)
+            return
         if not self._polling:
             return
         if job.spec.suspend and not job.recheck_pending:
@@ -142,12 +146,13 @@ class Reconciler:
         if job.recheck_pending:
             self.scheduler.schedule(key, now.timestamp(), earlier_only=True)
         elif not self.scheduler.is_scheduled(key):
-            at = first_check_at(job.spec.submitted_at, now, self._timing, self._rng)
+            at = first_check_at(job.spec.started_at, now, self._timing, self._rng)
             self.scheduler.schedule(key, at.timestamp())
 
     def on_remove(self, key: Key) -> None:
         self.scheduler.cancel(key)
         self._state.pop(key, None)
+        self._writeback.forget(key)
 
     def attach(self) -> None:
         self._store.subscribe(self.on_change, self.on_remove)
@@ -185,10 +190,14 @@ class Reconciler:
         job = self._store.get(key)
         if job is None:
             return None
-        if job.status.terminal:
-            await self._recheck_ended(job)
+        if job.ended and not job.recheck_pending:
             return None
-        if job.spec.suspend:
+        if job.phase == "Completed":
+            await self._recheck_completed(job)
+            return None
+        if job.new_attempt:
+            return await self._start_attempt(job)
+        if job.spec.suspend and not job.ended:
             await self._record(job, {})
             return None
         rt = self._state.setdefault(key, JobRuntime(checks=job.status.checks))
@@ -212,6 +221,8 @@ class Reconciler:
         decision = decide(job, Observation(spaces_result, nca_result), now=now, max_age=self._timing.max_age)
         rt.checks = max(rt.checks, job.status.checks) + 1
         self._metrics.checks.labels(result=check_result(spaces_result, nca_result, decision)).inc()
+        if job.ended:  # a recheck of a Failed or TimedOut job: it may still have completed
+            return await self._recheck_ended(job, decision, rt.checks)
 
         if isinstance(decision, Complete | Fail | TimeOut):
             detected_from = decision.appeared_at if isinstance(decision, Complete) else None
@@ -234,16 +245,18 @@ class Reconciler:
             jlog.info("check could not conclude (%s); retry %d", decision.message, rt.failures)
             if rt.failures >= PERSISTENT_ERRORS and not rt.reported_error:
                 rt.reported_error = True
-                await self._events.record(
+                await self._writer.announce(
                     job,
-                    warning=True,
-                    reason="CheckFailing",
-                    message=f"{rt.failures} checks in a row could not conclude: {decision.message}",
+                    Event(
+                        "CheckFailing",
+                        f"{rt.failures} checks in a row could not conclude: {decision.message}",
+                        warning=True,
+                    ),
                 )
-            due = retry_at(job.spec.submitted_at, now, rt.failures, self._timing, self._rng)
+            due = retry_at(job.spec.started_at, now, rt.failures, self._timing, self._rng)
         else:
             rt.failures, rt.reported_error = 0, False
-            due = next_check_at(job.spec.submitted_at, now, self._timing, self._rng)
+            due = next_check_at(job.spec.started_at, now, self._timing, self._rng)
 
         message = decision.message if isinstance(decision, Wait) else ""
         if not await self._record(job, {"checks": rt.checks}, message=message):
@@ -252,7 +265,7 @@ class Reconciler:
 
     def _retry(self, job: MediaJob, rt: JobRuntime, now: datetime) -> float:
         rt.failures += 1
-        return retry_at(job.spec.submitted_at, now, rt.failures, self._timing, self._rng).timestamp()
+        return retry_at(job.spec.started_at, now, rt.failures, self._timing, self._rng).timestamp()
 
     def _expected_url(self, job: MediaJob, jlog: logs.JobLogger) -> str | None:
         try:
@@ -284,21 +297,54 @@ class Reconciler:
             return True
         patch.update(fields)
         try:
-            raw = await self._kube.patch_mediajob_status(
-                job.namespace, job.name, patch, resource_version=job.resource_version
-            )
+            await self._writer.write(job, patch)
         except (Conflict, NotFound):
             return True  # the watch brings the newer object, which reschedules as needed
         except KubeError as exc:
             logs.for_job(log, job).warning("status write failed, will retry: %s", exc)
             return False
-        self._store.put(MediaJob.from_object(raw))
         return True
 
-    async def _recheck_ended(self, job: MediaJob) -> None:
-        """A recheck of an ended job only re-syncs Airtable if it is not synced yet."""
-        if not job.recheck_pending:
-            return
-        if job.needs_sync:
-            self._writeback.kick(job)
+    async def _recheck_completed(self, job: MediaJob) -> None:
+        """Completed is final: a recheck only re-tries Airtable (a pending or rejected write)."""
+        self._writeback.kick(job)
         await self._record(job, {})
+
+    async def _recheck_ended(self, job: MediaJob, decision: object, checks: int) -> float | None:
+        """A Failed or TimedOut job was checked again; output found means Completed after all."""
+        self._state.pop(job.key, None)
+        if isinstance(decision, Complete):
+            try:
+                updated = await self._transitions.apply(
+                    job, decision, checks=checks, detected_from=decision.appeared_at
+                )
+            except KubeError as exc:
+                logs.for_job(log, job).warning("could not record the late completion, will retry: %s", exc)
+                return self._retry(job, JobRuntime(), self._now())
+            if updated is not None:
+                return None
+        logs.for_job(log, job).info("recheck of a %s job found no output", job.phase)
+        self._writeback.kick(job)
+        if not await self._record(job, {"checks": checks}):
+            return self._retry(job, JobRuntime(), self._now())
+        return None
+
+    async def _start_attempt(self, job: MediaJob) -> float | None:
+        """The app sent the job again (mirror patched the spec): a fresh Processing attempt."""
+        now = self._now()
+        message = f"re-submitted (attempt {job.attempt}): tracking NCA job {job.spec.external_job_id}"
+        patch = initial_status(job, now=now, checks=0, message=message)
+        if job.recheck_pending:
+            patch["lastHandledRecheckAt"] = job.recheck_token
+        self._state.pop(job.key, None)
+        try:
+            await self._writer.write(job, patch, event=Event("Resubmitted", message))
+        except (Conflict, NotFound):
+            return None  # the watch brings the newer object, which reschedules as needed
+        except KubeError as exc:
+            logs.for_job(log, job).warning("could not start the new attempt, will retry: %s", exc)
+            return self._retry(job, JobRuntime(), now)
+        logs.for_job(log, job).info("%s", message)
+        if not self._polling:
+            return None
+        return first_check_at(job.spec.started_at, self._now(), self._timing, self._rng).timestamp()

@@ -16,6 +16,7 @@ import logging
 import random
 from typing import Any
 
+from controller.cleanup import Cleanup
 from controller.clients.airtable import AirtableClient
 from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
@@ -29,7 +30,7 @@ from controller.reconcile import Reconciler
 from controller.schedule import Timing
 from controller.settings import Settings
 from controller.store import JobStore
-from controller.transitions import EventRecorder, Transitions
+from controller.transitions import EventRecorder, StatusWriter, Transitions
 from controller.writeback import Tables, WriteBack
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,17 @@ class Runtime:
         kube = self.clients.kube
         self.namespace = home_namespace(settings, kube)
         self.events = EventRecorder(kube, host=settings.pod_name, secrets=settings.secrets)
-        self.transitions = Transitions(kube=kube, store=self.store, events=self.events, metrics=self.metrics)
+        self.writer = StatusWriter(kube, self.store, self.events)
+        self.transitions = Transitions(kube=kube, store=self.store, writer=self.writer, metrics=self.metrics)
         self.receiver = WebhookReceiver(
             store=self.store,
             kube=kube,
             transitions=self.transitions,
             metrics=self.metrics,
             namespace=settings.watch_namespace,
+            airtable=self.clients.airtable,
+            jobs_table=settings.airtable_jobs_table,
+            home_namespace=self.namespace,
         )
         self.http = HttpServer(
             port=settings.http_port,
@@ -126,6 +131,9 @@ class Runtime:
         self._leadership: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.mirror: Mirror | None = None
+        self.writeback: WriteBack | None = None
+        self.reconciler: Reconciler | None = None
+        self.cleanup: Cleanup | None = None
 
     async def start(self) -> None:
         await self.http.start()
@@ -184,11 +192,11 @@ class Runtime:
         s = self.settings
         kube = self.clients.kube
         await self._seed_store()
-        writeback = WriteBack(
+        self.writeback = writeback = WriteBack(
             airtable=self.clients.airtable,
             kube=kube,
             store=self.store,
-            events=self.events,
+            writer=self.writer,
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
@@ -201,7 +209,7 @@ class Runtime:
             slow_interval=s.polling_slow_interval,
             max_age=s.polling_max_age,
         )
-        reconciler = Reconciler(
+        self.reconciler = reconciler = Reconciler(
             timing=timing,
             workers=s.polling_batch_size,
             spaces_base_url=s.spaces_base_url,
@@ -210,7 +218,7 @@ class Runtime:
             kube=kube,
             store=self.store,
             transitions=self.transitions,
-            events=self.events,
+            writer=self.writer,
             writeback=writeback,
             metrics=self.metrics,
             namespace=s.watch_namespace,
@@ -233,6 +241,11 @@ class Runtime:
             group.create_task(writeback.run(), name="writeback")
             group.create_task(reconciler.run(), name="reconciler")
             group.create_task(mirror.run(), name="mirror")
+            ttl = s.mediajob_ttl_after_finished
+            if ttl is not None:
+                every = max(1.0, min(s.polling_interval.total_seconds(), ttl.total_seconds()))
+                self.cleanup = Cleanup(kube=kube, store=self.store, ttl=ttl, every=every)
+                group.create_task(self.cleanup.run(), name="cleanup")
 
     async def _seed_store(self) -> None:
         """Start leading from a complete view, not from whatever the watch has delivered so far."""
@@ -256,18 +269,7 @@ class Runtime:
             "uid": meta.get("uid", ""),
         }
         log.warning("ignoring invalid MediaJob: %s", problem)
-        try:
-            await self.clients.kube.post_event(
-                ref,
-                type_="Warning",
-                reason="InvalidSpec",
-                message=problem,
-                component="mediajob-controller",
-                host=self.settings.pod_name,
-                now=utcnow(),
-            )
-        except KubeError as exc:
-            log.warning("could not post the InvalidSpec Event: %s", exc)
+        await self.events.record_ref(ref, warning=True, reason="InvalidSpec", message=problem)
 
 
 __all__ = ["Clients", "MediaJob", "Runtime"]

@@ -80,6 +80,7 @@ class Settings:
     polling_batch_size: int = 10
     polling_slow_after: timedelta = timedelta(hours=1)
     polling_slow_interval: timedelta = timedelta(minutes=10)
+    mediajob_ttl_after_finished: timedelta | None = timedelta(hours=168)  # None: never delete
     watch_namespace: str | None = None
     leader_election_enabled: bool = False
     lease_name: str = "mediajob-controller"
@@ -141,6 +142,9 @@ class Settings:
             polling_batch_size=r.get("POLLING_BATCH_SIZE", _batch_size, cls.polling_batch_size),
             polling_slow_after=r.get("POLLING_SLOW_AFTER_MINUTES", _minutes, cls.polling_slow_after),
             polling_slow_interval=slow_interval,
+            mediajob_ttl_after_finished=r.get(
+                "MEDIAJOB_TTL_AFTER_FINISHED_HOURS", _ttl_hours, cls.mediajob_ttl_after_finished
+            ),
             watch_namespace=watch_namespace,
             leader_election_enabled=leader,
             lease_name=r.get("LEASE_NAME", _dns_subdomain, cls.lease_name),
@@ -239,6 +243,26 @@ def _minutes(raw: str) -> timedelta:
 
 def _hours(raw: str) -> timedelta:
     return _duration(raw, timedelta(hours=1))
+
+
+_MAX_TTL_HOURS = 24 * 366 * 100  # a century: any longer overflows no date, and means "never" anyway
+
+
+def _ttl_hours(raw: str) -> timedelta | None:
+    """Hours after the Airtable sync; 0 means never, as for a Job's ttlSecondsAfterFinished."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of hours (0 = never)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be 0 (never) or a positive number of hours")
+    if value > _MAX_TTL_HOURS:
+        raise ValueError(f"must be at most {_MAX_TTL_HOURS} hours")
+    if value == 0:
+        return None
+    if value * 3600 < 1:
+        raise ValueError("must be at least one second (or 0 for never)")
+    return timedelta(hours=value)
 
 
 def _seconds(raw: str) -> timedelta:

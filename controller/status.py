@@ -43,6 +43,8 @@ def conditions(
     prev = job.status.conditions
     if phase == "Completed" and synced:
         ready = _condition("Ready", True, "Completed", message, now, prev)
+    elif phase == "Completed" and sync_reason == "TargetRejected":
+        ready = _condition("Ready", False, "TargetRejected", message, now, prev)
     elif phase in ("Failed", "TimedOut"):
         ready = _condition("Ready", False, phase, message, now, prev)
     else:
@@ -60,28 +62,55 @@ def conditions(
     return [ready, sync]
 
 
-def initial_status(job: MediaJob, *, now: datetime, checks: int, message: str) -> dict[str, Any]:
-    """The first status a Processing job gets, written together with its first check."""
-    return {
-        "phase": "Processing",
-        "reason": "Processing",
-        "message": message,
-        "checks": checks,
-        "airtableSynced": False,
-        "observedGeneration": job.generation,
-        "conditions": conditions(job, phase="Processing", synced=False, message=message, now=now),
+# Fields that belong to one attempt's result: a new attempt removes them (merge-patch null).
+_RESULT_FIELDS = ("outputUrl", "completedVia", "completedAt", "failedAt", "outputLastModified", "syncedAt")
+
+
+def attempt_fields(job: MediaJob) -> dict[str, Any]:
+    """Which attempt a status is about; a new attempt also clears the previous attempt's result."""
+    fields: dict[str, Any] = {
+        "attempt": job.attempt,
+        "resubmittedAt": fmt_time(job.spec.resubmitted_at) if job.spec.resubmitted_at else None,
     }
+    if job.new_attempt:
+        fields.update(dict.fromkeys(_RESULT_FIELDS))
+    return fields
+
+
+def initial_status(job: MediaJob, *, now: datetime, checks: int, message: str) -> dict[str, Any]:
+    """The first status of an attempt (Processing), written together with its first check."""
+    status = attempt_fields(job)
+    status.update(
+        {
+            "phase": "Processing",
+            "reason": "Resubmitted" if job.new_attempt else "Processing",
+            "message": message,
+            "checks": checks,
+            "airtableSynced": False,
+            "observedGeneration": job.generation,
+            "conditions": conditions(job, phase="Processing", synced=False, message=message, now=now),
+        }
+    )
+    return status
 
 
 def transition_status(job: MediaJob, decision: Transition, *, now: datetime, checks: int) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "checks": checks,
-        "airtableSynced": False,
-        "observedGeneration": job.generation,
-    }
+    status: dict[str, Any] = attempt_fields(job)
+    status.update(
+        {
+            "checks": checks,
+            "airtableSynced": False,
+            "syncedAt": None,  # a new transition needs its own Airtable write
+            "observedGeneration": job.generation,
+        }
+    )
     if isinstance(decision, EndedInAirtable):
         status.update(
-            phase=decision.phase, reason=decision.reason, message=decision.message, airtableSynced=True
+            phase=decision.phase,
+            reason=decision.reason,
+            message=decision.message,
+            airtableSynced=True,
+            syncedAt=fmt_time(now),
         )
         status["completedAt" if decision.phase == "Completed" else "failedAt"] = fmt_time(now)
         if decision.url:
@@ -97,6 +126,8 @@ def transition_status(job: MediaJob, decision: Transition, *, now: datetime, che
         return status
     if isinstance(decision, Complete):
         message = f"output found via {decision.via}: {decision.url}"
+        if job.ended:
+            message += f" (after {job.phase})"
         status.update(
             phase="Completed",
             outputUrl=decision.url,
@@ -111,17 +142,30 @@ def transition_status(job: MediaJob, decision: Transition, *, now: datetime, che
     else:
         phase = "Failed" if isinstance(decision, Fail) else "TimedOut"
         status.update(phase=phase, failedAt=fmt_time(now), reason=decision.reason, message=decision.message)
+        if isinstance(decision, Fail) and decision.via is not None:
+            status["completedVia"] = decision.via
         message = decision.message
     status["conditions"] = conditions(job, phase=phase, synced=False, message=message, now=now)
     return status
 
 
-def synced_status(job: MediaJob, *, now: datetime) -> dict[str, Any]:
+def synced_status(job: MediaJob, *, now: datetime, reason: str = "AirtableUpdated") -> dict[str, Any]:
+    """Airtable holds the final result: written by us, or the row was ended by someone else."""
     message = job.status.message or job.status.phase
-    return {
-        "airtableSynced": True,
-        "conditions": conditions(job, phase=job.status.phase, synced=True, message=message, now=now),
-    }
+    conds = conditions(job, phase=job.status.phase, synced=True, message=message, now=now, sync_reason=reason)
+    if reason == "EndedInAirtable":
+        conds[1]["message"] = "the Jobs row was ended in Airtable by someone else; left as it is"
+    return {"airtableSynced": True, "syncedAt": fmt_time(now), "conditions": conds}
+
+
+def target_rejected_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
+    """The Jobs row is written but the target row refused the output: no automatic retries."""
+    message = job.status.message or job.status.phase
+    conds = conditions(
+        job, phase=job.status.phase, synced=False, message=message, now=now, sync_reason="TargetRejected"
+    )
+    conds[1]["message"] = error[:500]
+    return {"airtableSynced": False, "syncedAt": fmt_time(now), "conditions": conds}
 
 
 def sync_error_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:

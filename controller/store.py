@@ -60,6 +60,7 @@ class JobStore:
         meta = obj.get("metadata") or {}
         key: Key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
+            self._invalid.pop(key, None)
             self.remove(key)
             return None
         try:

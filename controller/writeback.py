@@ -5,10 +5,16 @@ then `airtableSynced=true` on the resource. The target row goes first so that `c
 Jobs table always means the output is attached. Each stage batches up to 10 records per request,
 so 1,000 completions cost 100 target and 100 Jobs requests.
 
-Exactly once: a job this leader saw in `Processing` cannot have been written by anyone before,
-so it is written straight away. Any other job (ended before this leader started, or whose write
-timed out) is "suspect": its rows are read first, and a row that already holds the result is not
-written again.
+Never clobbered: before anything is written, the Jobs rows are read, 10 per request. A row is
+written only while it is still `processing` or still holds the controller's own earlier result
+(its last Notes line is ours); a row someone else ended is left as it is (`EndedInAirtable`).
+`Notes` is appended to, one line per write. Target rows: a job this leader saw in `Processing`
+cannot have been written by anyone before; any other one is "suspect" and its target row is read
+first, so that a row that already holds the result is not written again.
+
+A target write that Airtable rejects for good (a 4xx other than 429) does not hold back the Jobs
+row: the Jobs row gets a Note naming the target and the error, the job gets `TargetRejected`, and
+only a recheck tries the target again.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import dataclasses
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from posixpath import basename
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from controller import logs
@@ -37,9 +44,9 @@ from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
 from controller.rows import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
-from controller.status import sync_error_status, synced_status
+from controller.status import sync_error_status, synced_status, target_rejected_status
 from controller.store import JobStore, Key
-from controller.transitions import EventRecorder
+from controller.transitions import Event, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,12 @@ VIA_TEXT = {
     "webhook": "NCA webhook",
 }
 PERSISTENT_FAILURES = 3
+CHECK = "check"  # the stage that reads the Jobs rows before anything is written
+STAGES = (CHECK, "Segments", "Videos", "Jobs", "status")
+NOTE_AUTHOR = "mediajob-controller"
+_OUR_NOTE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ " + NOTE_AUTHOR + ": ")
+Verdict = Literal["write", "done", "ended"]
+Identity = tuple[str, int, str]  # uid, attempt, phase: one transition
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,7 +108,7 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
             "completed_at": fmt_time(status.completed_at) if status.completed_at else None,
             "source": "mediajob-controller",
         }
-        notes = f"Completed: {VIA_TEXT.get(via, via)} (mediajob-controller)."
+        notes = f"Completed: {VIA_TEXT.get(via, via)}."
         if attachment and not spec.target:
             notes += " No Segment/Video row was linked, so only this row was updated."
         writes.append(
@@ -111,9 +124,44 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
         )
     else:
         label = "Timed out" if status.phase == "TimedOut" else "Failed"
-        notes = f"{label}: {status.message or status.phase} (mediajob-controller)."
+        notes = f"{label}: {status.message or status.phase}."
         writes.append(RowWrite("Jobs", spec.airtable_record_id, {FIELD_STATUS: "failed", FIELD_NOTES: notes}))
     return writes
+
+
+def note_line(moment: datetime, text: str) -> str:
+    """One Notes line per write: when, and what happened."""
+    return f"{fmt_time(moment)} {NOTE_AUTHOR}: {' '.join(text.split())}"
+
+
+def append_note(existing: Any, line: str) -> str:
+    """Notes is appended to, never replaced. Pure."""
+    text = existing.rstrip() if isinstance(existing, str) else ""
+    return f"{text}\n{line}" if text else line
+
+
+def holds_our_result(row: Mapping[str, Any]) -> bool:
+    """The row's last Notes line is one the controller wrote: nobody ended it since."""
+    notes = row.get(FIELD_NOTES)
+    if not isinstance(notes, str) or not notes.strip():
+        return False
+    return bool(_OUR_NOTE.match(notes.rstrip().splitlines()[-1]))
+
+
+def jobs_row_verdict(write: RowWrite, row: Mapping[str, Any] | None) -> Verdict:
+    """May the Jobs row be written? `done`: it already holds this result. Pure.
+
+    Write only a row still `processing` or still holding our own earlier result; any other row
+    was ended by someone else (a person, the old app) and is left as it is.
+    """
+    if row is None:
+        return "ended"  # deleted: there is nothing to write to
+    status = row.get(FIELD_STATUS)
+    if status == "processing":
+        return "write"
+    if holds_our_result(row):
+        return "done" if status == write.fields.get(FIELD_STATUS) else "write"
+    return "ended"
 
 
 def already_written(write: RowWrite, current: Mapping[str, Any] | None) -> bool:
@@ -140,6 +188,10 @@ def _has_attachment(have: Any, url: str) -> bool:
     return any(isinstance(a, dict) and (a.get("url") == url or a.get("filename") == name) for a in have)
 
 
+def identity(job: MediaJob) -> Identity:
+    return (job.uid, job.attempt, job.phase)
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     job: MediaJob
@@ -149,10 +201,20 @@ class _Pending:
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
+    checked: bool = False  # the Jobs row was read and may be written
+    outcome: str = "AirtableUpdated"  # the Synced reason once the writes are done
+    jobs_notes: Any = None  # the Jobs row's Notes as read, to append to
+    target_error: str | None = None
 
     @property
     def stage(self) -> str:
+        if not self.checked:
+            return CHECK
         return self.writes[0].table if self.writes else "status"
+
+    @property
+    def identity(self) -> Identity:
+        return identity(self.job)
 
 
 class WriteBack:
@@ -162,7 +224,7 @@ class WriteBack:
         airtable: AirtableClient,
         kube: KubeClient,
         store: JobStore,
-        events: EventRecorder,
+        writer: StatusWriter,
         metrics: Metrics,
         tables: Tables,
         retry_base: float = 2.0,
@@ -175,7 +237,7 @@ class WriteBack:
         self._airtable = airtable
         self._kube = kube
         self._store = store
-        self._events = events
+        self._writer = writer
         self._metrics = metrics
         self._tables = tables
         self._retry_base = retry_base
@@ -186,35 +248,63 @@ class WriteBack:
         self._clock = clock
         self._pending: dict[Key, _Pending] = {}
         self._seen_processing: set[Key] = set()
-        self._synced: dict[Key, str] = {}  # key → uid, so a late event cannot re-enqueue
-        self._wake: dict[str, asyncio.Event] = {
-            s: asyncio.Event() for s in ("Segments", "Videos", "Jobs", "status")
-        }
+        self._synced: dict[Key, Identity] = {}  # so that a late event cannot re-enqueue a transition
+        self._wake: dict[str, asyncio.Event] = {s: asyncio.Event() for s in STAGES}
 
     # Feeding ------------------------------------------------------------------------------------
 
     def note_processing(self, key: Key) -> None:
+        """Seen in Processing by this leader; a pending write of an earlier attempt is dropped."""
         self._seen_processing.add(key)
+        if self._pending.pop(key, None) is not None:
+            self._metrics.writeback_backlog.set(len(self._pending))
+
+    def forget(self, key: Key) -> None:
+        """The MediaJob is gone: drop everything remembered about it."""
+        self._seen_processing.discard(key)
+        self._synced.pop(key, None)
+        if self._pending.pop(key, None) is not None:
+            self._metrics.writeback_backlog.set(len(self._pending))
+
+    @property
+    def remembered(self) -> int:
+        """Jobs this write-back keeps any memory of (for the clean-up test and metrics)."""
+        return len(self._seen_processing | set(self._synced) | set(self._pending))
 
     def enqueue(self, job: MediaJob) -> None:
-        if not job.needs_sync or self._synced.get(job.key) == job.uid:
+        if not job.needs_sync or self._synced.get(job.key) == identity(job):
             return
         pending = self._pending.get(job.key)
-        if pending is not None:
+        if pending is not None and pending.identity == identity(job):
             pending.job = job
             return
-        item = _Pending(
-            job=job,
-            writes=planned_writes(job),
-            suspect=job.key not in self._seen_processing,
-            since=self._clock(),
+        self._add(
+            _Pending(
+                job=job,
+                writes=planned_writes(job),
+                suspect=job.key not in self._seen_processing,
+                since=self._clock(),
+            )
         )
-        self._pending[job.key] = item
+
+    def _add(self, item: _Pending) -> None:
+        self._pending[item.job.key] = item
         self._metrics.writeback_backlog.set(len(self._pending))
         self._wake[item.stage].set()
 
     def kick(self, job: MediaJob) -> None:
-        """A recheck asks for the write now, not after the current backoff."""
+        """A recheck asks for the write now, not after the current backoff.
+
+        A job whose target row was rejected gets its target write tried once more.
+        """
+        if (
+            job.phase == "Completed"
+            and job.status.sync_reason == "TargetRejected"
+            and job.key not in self._pending
+        ):
+            target = [w for w in planned_writes(job) if w.table != "Jobs"]
+            if target:
+                self._add(_Pending(job=job, writes=target, suspect=True, since=self._clock(), checked=True))
         self.enqueue(job)
         pending = self._pending.get(job.key)
         if pending is not None:
@@ -230,6 +320,7 @@ class WriteBack:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
+            group.create_task(self._check_loop())
             for stage in ("Segments", "Videos", "Jobs"):
                 group.create_task(self._stage_loop(stage))
             group.create_task(self._status_loop())
@@ -268,9 +359,48 @@ class WriteBack:
             batch = await self._take(stage, MAX_RECORDS_PER_WRITE, self._linger)
             await self._write_batch(stage, batch)
 
+    async def _check_loop(self) -> None:
+        while True:
+            batch = await self._take(CHECK, MAX_RECORDS_PER_WRITE, self._linger)
+            await self._check_batch(batch)
+
+    async def _check_batch(self, batch: list[_Pending]) -> None:
+        """Read the batch's Jobs rows (one request for up to 10) and decide what may be written."""
+        jobs_writes = {id(i): next(w for w in i.writes if w.table == "Jobs") for i in batch}
+        try:
+            rows = await self._airtable.get_records(
+                self._tables.jobs,
+                [w.record_id for w in jobs_writes.values()],
+                fields=(FIELD_STATUS, FIELD_NOTES),
+            )
+        except AirtableError as exc:
+            for item in batch:
+                self._failed(item, exc)
+            return
+        for item in batch:
+            write = jobs_writes[id(item)]
+            row = rows.get(write.record_id)
+            verdict = jobs_row_verdict(write, row)
+            jlog = logs.for_job(log, item.job)
+            item.checked = True
+            item.attempts = 0
+            item.not_before = 0.0
+            if verdict == "write":
+                item.jobs_notes = (row or {}).get(FIELD_NOTES)
+            else:
+                item.writes.clear()
+                if verdict == "ended":
+                    item.outcome = "EndedInAirtable"
+                    jlog.info(
+                        "Jobs row %s was ended in Airtable by someone else: left as it is", write.record_id
+                    )
+                else:
+                    jlog.info("Jobs row %s already holds this result; not writing it again", write.record_id)
+            self._wake[item.stage].set()
+
     async def _write_batch(self, stage: str, batch: list[_Pending]) -> None:
         table = self._tables.jobs if stage == "Jobs" else self._tables.physical(stage)
-        suspects = [item for item in batch if item.suspect]
+        suspects = [item for item in batch if item.suspect and stage != "Jobs"]  # Jobs rows: read in CHECK
         if suspects:
             try:
                 current = await self._airtable.get_records(
@@ -296,11 +426,14 @@ class WriteBack:
             return
         try:
             await self._airtable.update_records(
-                table, [(i.writes[0].record_id, i.writes[0].fields) for i in batch]
+                table, [(i.writes[0].record_id, self._fields(i)) for i in batch]
             )
         except AirtableRejected as exc:
             if len(batch) == 1:
-                self._failed(batch[0], exc)
+                if stage != "Jobs":
+                    self._target_rejected(batch[0], exc)
+                else:
+                    self._failed(batch[0], exc)
                 return
             # One bad record rejects the whole request: write one by one to isolate it.
             for item in batch:
@@ -309,10 +442,33 @@ class WriteBack:
         except AirtableError as exc:
             for item in batch:
                 item.suspect = True  # it may have been applied before the error
+                if stage == "Jobs":
+                    item.checked = False  # read the row again: it may hold the result now
                 self._failed(item, exc)
             return
         for item in batch:
             self._advance(item)
+
+    def _fields(self, item: _Pending) -> Mapping[str, Any]:
+        """The Jobs row's Notes get one more line; everything else is written as planned."""
+        write = item.writes[0]
+        if write.table != "Jobs":
+            return write.fields
+        text = str(write.fields.get(FIELD_NOTES, ""))
+        if item.target_error:
+            text += f" {item.target_error}"
+        return {**write.fields, FIELD_NOTES: append_note(item.jobs_notes, note_line(self._now(), text))}
+
+    def _target_rejected(self, item: _Pending, error: AirtableRejected) -> None:
+        """Rejected for good: the Jobs row goes ahead with a Note; only a recheck retries the target."""
+        write = item.writes[0]
+        item.target_error = (
+            f"The output could not be attached to {write.table} row {write.record_id}: {error}"
+        )
+        item.outcome = "TargetRejected"
+        self._metrics.writeback_errors.labels(kind="rejected").inc()
+        logs.for_job(log, item.job).warning("%s", item.target_error)
+        self._advance(item)
 
     def _advance(self, item: _Pending) -> None:
         item.writes.pop(0)
@@ -337,13 +493,12 @@ class WriteBack:
 
     async def _report(self, job: MediaJob, error: str) -> None:
         message = f"Airtable write-back keeps failing (will keep retrying): {error}"
-        await self._events.record(job, warning=True, reason="AirtableWriteFailing", message=message)
         try:
-            await self._kube.patch_mediajob_status(
-                job.namespace,
-                job.name,
+            await self._writer.write(
+                job,
                 sync_error_status(job, now=self._now(), error=message),
-                resource_version=None,
+                guard=False,
+                event=Event("AirtableWriteFailing", message, warning=True),
             )
         except KubeError as exc:
             logs.for_job(log, job).warning("could not record the write-back error: %s", exc)
@@ -355,10 +510,19 @@ class WriteBack:
 
     async def _mark_synced(self, item: _Pending) -> None:
         job = self._store.get(item.job.key) or item.job
+        if identity(job) != item.identity:
+            self._done(item)  # the job moved on (a new attempt or transition): its own item follows
+            return
+        now = self._now()
+        event = None
+        if item.outcome == "TargetRejected":
+            error = item.target_error or "target rejected"
+            patch = target_rejected_status(job, now=now, error=error)
+            event = Event("TargetRejected", error, warning=True)
+        else:
+            patch = synced_status(job, now=now, reason=item.outcome)
         try:
-            raw = await self._kube.patch_mediajob_status(
-                job.namespace, job.name, synced_status(job, now=self._now()), resource_version=None
-            )
+            await self._writer.write(job, patch, guard=False, event=event)
         except NotFound:
             self._done(item)
             return
@@ -366,10 +530,10 @@ class WriteBack:
             self._failed(item, exc)
             return
         self._done(item)
-        self._store.put(MediaJob.from_object(raw))
-        logs.for_job(log, job).info("Airtable holds the result; marked synced")
+        logs.for_job(log, job).info("Airtable write-back done (%s)", item.outcome)
 
     def _done(self, item: _Pending) -> None:
-        self._synced[item.job.key] = item.job.uid
-        self._pending.pop(item.job.key, None)
+        self._synced[item.job.key] = item.identity
+        if self._pending.get(item.job.key) is item:
+            del self._pending[item.job.key]
         self._metrics.writeback_backlog.set(len(self._pending))

@@ -174,6 +174,10 @@ class AirtableSimulator(LoopbackServer):
         record = self._table(base_id, table).records[record_id]
         _merge(record, fields)
 
+    def delete_row(self, base_id: str, table: str, record_id: str) -> None:
+        """Delete a row behind the controller's back; later writes to it answer 422 ROW_DOES_NOT_EXIST."""
+        del self._table(base_id, table).records[record_id]
+
     def get_fields(self, base_id: str, table: str, record_id: str) -> dict[str, Any]:
         """The row's non-empty fields; KeyError if there is no such row."""
         record = self._table(base_id, table).records[record_id]

@@ -163,6 +163,16 @@ class KubeClient:
             "PATCH", _mj_path(namespace, name), json=patch, content_type="application/merge-patch+json"
         )
 
+    async def delete_mediajob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> None:
+        """Delete exactly the version that was judged expired: a changed job answers 409."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid, "resourceVersion": resource_version},
+            "propagationPolicy": "Background",
+        }
+        await self._call("DELETE", _mj_path(namespace, name), json=body)
+
     # Events ----------------------------------------------------------------------------------
 
     async def post_event(

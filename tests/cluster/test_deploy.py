@@ -102,8 +102,10 @@ def installed(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         ("get", "secrets", NS, "no"),
         ("list", "secrets", NS, "no"),
         ("list", "pods", NS, "no"),
-        ("delete", "mediajobs.media.phi.dev", NS, "no"),
-        ("patch", "mediajobs.media.phi.dev", NS, "no"),
+        ("delete", "mediajobs.media.phi.dev", NS, "yes"),  # clean-up after the TTL
+        ("patch", "mediajobs.media.phi.dev", NS, "yes"),  # the mirror's re-submission patch
+        ("update", "mediajobs.media.phi.dev", NS, "no"),
+        ("delete", "mediajobs.media.phi.dev", "default", "no"),
         ("list", "mediajobs.media.phi.dev", "default", "no"),
         ("update", "leases.coordination.k8s.io", "kube-system", "no"),
         ("list", "mediajobs.media.phi.dev", "--all-namespaces", "no"),

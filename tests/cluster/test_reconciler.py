@@ -14,6 +14,7 @@ import pytest
 
 from controller.clients.kube import KubeClient
 from controller.naming import ANNOTATION_RECHECK, resource_name
+from controller.writeback import note_line
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
 from tests.harness import mediajob, phase_of, running, settings_for, until, wait_phase, wait_synced
@@ -191,7 +192,8 @@ async def test_a_job_with_no_result_times_out(world: World, namespace: str, kube
     assert failed - submitted >= timedelta(seconds=7)  # 7.2 s, written to the second
     row = world.jobs_row(job)
     assert row["Status"] == "failed"
-    assert row["Notes"].startswith("Timed out: no output after 0.002 h")
+    assert "mediajob-controller: Timed out: no output after 0.002 h" in row["Notes"]
+    assert "polling stopped, a late result (webhook or recheck) will still be taken" in row["Notes"]
 
 
 async def test_restart_between_status_patch_and_airtable_write(
@@ -214,8 +216,9 @@ async def test_restart_between_status_patch_and_airtable_write(
     assert world.airtable.writes_for(job.target_id or "") == 1  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("written", ["target", "target and Jobs row"])
 async def test_restart_after_airtable_write_but_before_synced_does_not_write_again(
-    world: World, namespace: str, kube: KubeClient
+    world: World, namespace: str, kube: KubeClient, written: str
 ) -> None:
     """A previous leader wrote Airtable and died before recording it: the next one must not repeat it."""
     job = world.add_job("concatenate", drop_webhook=True)
@@ -223,17 +226,27 @@ async def test_restart_after_airtable_write_but_before_synced_does_not_write_aga
     settings = settings_for(world, namespace)
     async with running(settings):
         await until(lambda: mediajob(kube, namespace, job))
-        world.airtable.faults.fail_next(1000, 503, path_contains="/Jobs")  # target written, Jobs row not
+        world.airtable.faults.fail_next(1000, 503, path_contains="/Jobs")  # the write-back cannot start
         world.nca_sim.finish_now(job.job_id)
-        await until(lambda: world.airtable.writes_for(job.target_id or "") == 1, timeout=20)  # type: ignore[arg-type]
+        await wait_phase(kube, namespace, job, "Completed")
     # what the dead leader would have done next, without recording it in the status:
-    world.airtable.set_fields(world.base_id, "Jobs", job.record_id, {"Status": "completed"})
+    assert job.target_table is not None
+    assert job.target_id is not None
+    world.airtable.set_fields(
+        world.base_id, job.target_table, job.target_id, {"Combined Segments Video": [{"url": job.output_url}]}
+    )
+    if written == "target and Jobs row":
+        note = note_line(datetime.now(UTC), "Completed: output file found on Spaces by polling.")
+        world.airtable.set_fields(
+            world.base_id, "Jobs", job.record_id, {"Status": "completed", "Notes": note}
+        )
     world.airtable.faults.clear()
     async with running(settings):
         obj = await wait_synced(kube, namespace, job)
     assert obj["status"]["airtableSynced"] is True
-    assert world.airtable.writes_for(job.target_id or "") == 1  # type: ignore[arg-type]
-    assert world.airtable.writes_for(job.record_id) == 0  # already true: never written again
+    assert condition(obj, "Synced")["reason"] == "AirtableUpdated"
+    assert world.airtable.writes_for(job.target_id) == 0  # already true: never written again
+    assert world.airtable.writes_for(job.record_id) == (0 if written == "target and Jobs row" else 1)
 
 
 async def test_recheck_annotation_runs_a_check_at_once(

@@ -20,6 +20,7 @@ def job(
     target: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     generation: int = 1,
+    resubmitted_at: str | None = None,
 ) -> MediaJob:
     if target is None:
         target = (
@@ -43,6 +44,7 @@ def job(
                 "operation": operation,
                 "submittedAt": (NOW - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "target": target,
+                **({"resubmittedAt": resubmitted_at} if resubmitted_at else {}),
             },
             "status": status or {},
         }

@@ -25,6 +25,9 @@ LM = datetime(2026, 11, 29, 11, 58, tzinfo=UTC)
 DAY = timedelta(hours=24)
 YOUNG = timedelta(minutes=10)
 OLD = timedelta(hours=25)
+TIMED_OUT = (
+    "no output after 24 h (1 checks); polling stopped, a late result (webhook or recheck) will still be taken"
+)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +39,7 @@ OLD = timedelta(hours=25)
         (
             YOUNG,
             Observation(ObjectMissing(URL, 403), NcaFailed(500, "boom")),
-            Fail("NCA reported the job failed (code 500): boom"),
+            Fail("NCA reported the job failed (code 500): boom", via="nca-status"),
         ),
         (YOUNG, Observation(ObjectMissing(URL, 404), NcaPending("queued")), Wait("NCA says queued")),
         (YOUNG, Observation(ObjectMissing(URL, 404), NcaPending("running")), Wait("NCA says running")),
@@ -64,17 +67,17 @@ OLD = timedelta(hours=25)
         (
             OLD,
             Observation(ObjectMissing(URL, 404), NcaNotFound()),
-            TimeOut("no output after 24 h (1 checks)"),
+            TimeOut(TIMED_OUT),
         ),
-        (OLD, Observation(ObjectMissing(URL, 404), None), TimeOut("no output after 24 h (1 checks)")),
-        (OLD, Observation(None, NcaPending("queued")), TimeOut("no output after 24 h (1 checks)")),
+        (OLD, Observation(ObjectMissing(URL, 404), None), TimeOut(TIMED_OUT)),
+        (OLD, Observation(None, NcaPending("queued")), TimeOut(TIMED_OUT)),
         # an inconclusive check never times a job out: it might have been done all along
         (OLD, Observation(SpacesUnknown(URL, "timeout"), None), Wait("Spaces: timeout", error=True)),
         (OLD, Observation(None, NcaUnknown("timeout")), Wait("NCA: timeout", error=True)),
         (
             OLD,
             Observation(ObjectMissing(URL, 404), NcaFailed(500, "x")),
-            Fail("NCA reported the job failed (code 500): x"),
+            Fail("NCA reported the job failed (code 500): x", via="nca-status"),
         ),
     ],
 )
@@ -82,11 +85,53 @@ def test_decide(age: timedelta, seen: Observation, expected: Decision) -> None:
     assert decide(job(age=age), seen, now=NOW, max_age=DAY) == expected
 
 
-@pytest.mark.parametrize("phase", ["Completed", "Failed", "TimedOut"])
-def test_an_ended_job_ignores_late_answers(phase: str) -> None:
+def test_a_completed_job_is_final() -> None:
+    done = job(status={"phase": "Completed"})
+    assert isinstance(decide(done, Observation(ObjectFound(URL, None, None)), now=NOW, max_age=DAY), Ignore)
+    assert isinstance(decide(done, Observation(None, NcaSucceeded((URL,))), now=NOW, max_age=DAY), Ignore)
+    assert isinstance(decide_webhook(done, NcaSucceeded((URL,))), Ignore)
+    assert isinstance(decide_webhook(done, NcaFailed(500, "x")), Ignore)
+
+
+@pytest.mark.parametrize("phase", ["Failed", "TimedOut"])
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (Observation(ObjectFound(URL, LM, 10)), Complete(URL, "spaces", LM)),
+        (Observation(ObjectMissing(URL, 404), NcaSucceeded((URL,))), Complete(URL, "nca-status")),
+        (Observation(ObjectMissing(URL, 404), NcaPending("running")), Ignore),
+        (Observation(ObjectMissing(URL, 404), NcaFailed(500, "x")), Ignore),  # already failed
+        (Observation(ObjectMissing(URL, 404), NcaNotFound()), Ignore),
+        (Observation(SpacesUnknown(URL, "503"), NcaUnknown("timeout")), Ignore),
+    ],
+)
+def test_failed_and_timed_out_jobs_can_still_complete(
+    phase: str, seen: Observation, expected: Decision | type[Ignore]
+) -> None:
+    ended = job(age=OLD, status={"phase": phase})
+    decision = decide(ended, seen, now=NOW, max_age=DAY)
+    if expected is Ignore:
+        assert isinstance(decision, Ignore)
+    else:
+        assert decision == expected
+
+
+@pytest.mark.parametrize("phase", ["Failed", "TimedOut"])
+def test_a_late_webhook_completes_an_ended_job(phase: str) -> None:
     ended = job(status={"phase": phase})
-    assert isinstance(decide(ended, Observation(ObjectFound(URL, None, None)), now=NOW, max_age=DAY), Ignore)
-    assert isinstance(decide_webhook(ended, NcaSucceeded((URL,))), Ignore)
+    assert decide_webhook(ended, NcaSucceeded((URL,))) == Complete(URL, "webhook")
+    assert isinstance(decide_webhook(ended, NcaFailed(500, "x")), Ignore)
+
+
+def test_a_resubmitted_job_is_processing_again() -> None:
+    resubmitted = job(
+        status={"phase": "Completed", "attempt": 1}, resubmitted_at="2026-11-29T11:59:00Z", age=OLD
+    )
+    assert (resubmitted.new_attempt, resubmitted.phase, resubmitted.attempt) == (True, "Processing", 2)
+    assert decide_webhook(resubmitted, NcaSucceeded((URL,))) == Complete(URL, "webhook")
+    # the age counts from the re-submission, not from the row's Created Time
+    seen = Observation(ObjectMissing(URL, 404), NcaPending("queued"))
+    assert decide(resubmitted, seen, now=NOW, max_age=DAY) == Wait("NCA says queued")
 
 
 @pytest.mark.parametrize(
@@ -95,7 +140,7 @@ def test_an_ended_job_ignores_late_answers(phase: str) -> None:
         (NcaSucceeded((URL,)), Complete(URL, "webhook")),
         (
             NcaFailed(500, "404 Client Error"),
-            Fail("NCA reported the job failed (code 500): 404 Client Error"),
+            Fail("NCA reported the job failed (code 500): 404 Client Error", via="webhook"),
         ),
     ],
 )

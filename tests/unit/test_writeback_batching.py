@@ -9,7 +9,7 @@ from controller.decide import Complete
 from controller.metrics import Metrics
 from controller.model import MediaJob
 from controller.status import transition_status
-from controller.writeback import Tables, WriteBack
+from controller.writeback import CHECK, Tables, WriteBack
 from tests.unit.helpers import NOW, job
 
 pytestmark = pytest.mark.looptime
@@ -43,7 +43,7 @@ def writeback() -> WriteBack:
         airtable=None,
         kube=None,
         store=None,
-        events=None,
+        writer=None,
         metrics=Metrics(),  # type: ignore[arg-type]
         tables=Tables("Jobs", "Segments", "Videos"),
         linger=5.0,
@@ -57,7 +57,7 @@ async def test_a_trickle_waits_for_the_linger_then_goes_as_one_batch() -> None:
     for i in range(3):
         wb.enqueue(ended(i))
         await asyncio.sleep(1)
-    batch = await wb._take("Videos", 10, 5.0)
+    batch = await wb._take(CHECK, 10, 5.0)
     assert len(batch) == 3
     assert round(asyncio.get_running_loop().time() - t0) == 5  # the first one's linger
 
@@ -67,7 +67,7 @@ async def test_a_full_batch_goes_at_once() -> None:
     t0 = asyncio.get_running_loop().time()
     for i in range(25):
         wb.enqueue(ended(i))
-    batch = await wb._take("Videos", 10, 5.0)
+    batch = await wb._take(CHECK, 10, 5.0)
     assert len(batch) == 10
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -78,7 +78,7 @@ async def test_a_recheck_does_not_wait() -> None:
     job0 = ended(0)
     wb.enqueue(job0)
     wb.kick(job0)
-    batch = await wb._take("Videos", 10, 5.0)
+    batch = await wb._take(CHECK, 10, 5.0)
     assert [b.job.name for b in batch] == ["job-0"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -88,5 +88,5 @@ async def test_items_are_suspect_unless_seen_processing() -> None:
     wb.note_processing(("media", "job-1"))
     wb.enqueue(ended(0))
     wb.enqueue(ended(1))
-    batch = await wb._take("Videos", 10, 0.0)
+    batch = await wb._take(CHECK, 10, 0.0)
     assert {b.job.name: b.suspect for b in batch} == {"job-0": True, "job-1": False}
