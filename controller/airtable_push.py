@@ -437,7 +437,7 @@ class PushSource:
             return [], False
         by_id = math.ceil(len(ids) / IDS_PER_FETCH)
         full = math.ceil((self._processing_count() + len(ids)) / ROWS_PER_PAGE)
-        if full <= by_id:
+        if full < by_id:
             return await list_processing(self._airtable, self._table), True
         records: list[dict[str, Any]] = []
         ordered = sorted(_valid_ids(ids))
@@ -483,6 +483,10 @@ class PushSource:
             if state.cursor is None:
                 log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
                 self._need_full = True
+            elif self._need_full:
+                # a new leader resumes at the saved cursor: the payloads since cover everything
+                self._need_full = False
+                self._last_full = self._clock()
             self.state = state
             self.mode = "push" if hook.get("areNotificationsEnabled", True) else "payload-polling"
             await self._keep_alive(hook)

@@ -109,7 +109,8 @@ async def test_payloads_follow_the_cursor_and_pings_carry_a_valid_mac(
     assert rid in got[0].changed_tables_by_id[tbl].created_records_by_id
     changed = got[1].changed_tables_by_id[tbl].changed_records_by_id[rid]
     assert changed.current.cell_values_by_field_id == {status_fid: "completed"}
-    assert got[1].action_metadata is not None and got[1].action_metadata.source == "publicApi"
+    assert got[1].action_metadata is not None
+    assert got[1].action_metadata.source == "publicApi"
     assert got[2].changed_tables_by_id[tbl].destroyed_record_ids == [rid]
     # Resuming from a saved cursor gives only what came after it.
     later = await asyncio.to_thread(lambda: list(hook.payloads(cursor=3)))
