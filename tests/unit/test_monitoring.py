@@ -50,3 +50,17 @@ def test_alert_rules_use_exported_metrics_and_cover_the_seed_alerts() -> None:
     } <= names
     missing = used(" ".join(r["expr"] for r in rules)) - exported()
     assert missing == set()
+
+
+def test_quota_alert_uses_the_projection_and_has_a_runbook() -> None:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    [quota] = [
+        r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "MediaJobAirtableQuotaProjected"
+    ]
+    assert used(quota["expr"]) == {
+        "mediajob_airtable_calls_projected_month",
+        "mediajob_airtable_monthly_quota",
+        "mediajob_airtable_quota_alert_share",
+    }
+    assert used(quota["expr"]) <= exported()
+    assert quota["annotations"]["runbook_url"].startswith("docs/operations.md#")
