@@ -109,12 +109,14 @@ class IncrementalPolling:
         table: str,
         *,
         full_every: float,
+        overlap: timedelta = INCREMENTAL_OVERLAP,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._airtable = airtable
         self._table = table
         self._full_every = full_every
+        self._overlap = overlap
         self._now = now
         self._clock = clock
         self._since: datetime | None = None
@@ -136,10 +138,10 @@ class IncrementalPolling:
         started, started_clock = self._now(), self._clock()
 
         async def commit_full() -> None:
-            self._since, self._last_full = started - INCREMENTAL_OVERLAP, started_clock
+            self._since, self._last_full = started - self._overlap, started_clock
 
         async def commit_incremental() -> None:
-            self._since = started - INCREMENTAL_OVERLAP
+            self._since = started - self._overlap
 
         if self.full_due():
             self.full_listings += 1

@@ -209,8 +209,11 @@ class Runtime:
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
-            # a partial batch waits up to 1/24 of the poll interval (5 s at 2 min) for more jobs
-            linger=min(5.0, s.polling_interval.total_seconds() / 24),
+            # a partial batch waits up to 1/24 of the poll interval (5 s at 2 min) for more jobs,
+            # or AIRTABLE_WRITE_LINGER_SECONDS: longer means fuller batches, fewer quota calls
+            linger=s.airtable_write_linger.total_seconds()
+            if s.airtable_write_linger
+            else min(5.0, s.polling_interval.total_seconds() / 24),
         )
         timing = Timing(
             interval=s.polling_interval,

@@ -89,6 +89,7 @@ class Settings:
     airtable_full_resync: timedelta = timedelta(hours=6)
     airtable_monthly_quota: int = 100_000
     airtable_quota_alert_share: float = 0.8
+    airtable_write_linger: timedelta | None = None
     log_format: str = "json"
     log_level: str = "info"
 
@@ -154,6 +155,7 @@ class Settings:
             airtable_quota_alert_share=r.get(
                 "AIRTABLE_QUOTA_ALERT_SHARE", _share, cls.airtable_quota_alert_share
             ),
+            airtable_write_linger=r.optional("AIRTABLE_WRITE_LINGER_SECONDS", _seconds),
             log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
             log_level=r.get("LOG_LEVEL", _log_level, cls.log_level),
         )
