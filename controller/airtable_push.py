@@ -307,6 +307,7 @@ class PushSource:
         # and a busy table costs at most about two reads (and two fetches) per interval.
         self.spacing = max(interval / 2, 0.05)
         self.fetches = 0
+        self._uncommitted = False
         self._started_at = now()
         self._field_ids: dict[str, str] = {}
 
@@ -323,11 +324,12 @@ class PushSource:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
         degraded mode; a ping recorded by another replica is looked for every few seconds."""
         look = max(min(interval / 4, 15.0), 0.05)
+        entered = self._clock()
         while True:
             now = self._clock()
             due = min(self._last_check + self._check_every, self._last_full + self._full_every)
-            if self.mode != "push":
-                due = min(due, now + interval)
+            if self.mode != "push" or self._uncommitted:  # degraded, or the last cycle failed
+                due = min(due, entered + interval)
             if self._wake.is_set():
                 due = min(due, self._last_read + self.spacing)
             if due <= now:
@@ -364,6 +366,18 @@ class PushSource:
     # ------------------------------------------------------------ batches
 
     async def next_batch(self) -> ChangeBatch:
+        """The next batch; until it is committed, `wait` retries after one interval at most."""
+        self._uncommitted = True
+        batch = await self._next_batch()
+        inner = batch.commit
+
+        async def commit() -> None:
+            await inner()
+            self._uncommitted = False
+
+        return dataclasses.replace(batch, commit=commit)
+
+    async def _next_batch(self) -> ChangeBatch:
         if self.state is None or self.mode == "listing":
             await self._ensure()
         if self.mode == "listing":

@@ -18,7 +18,7 @@ import pytest
 
 from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
 from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
-from controller.clients.airtable import AirtableClient
+from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
 from controller.http import HttpServer
 from controller.metrics import Metrics
@@ -86,7 +86,13 @@ async def rig(namespace: str, kube: KubeClient) -> AsyncIterator[Rig]:
         sim.add_record(BASE, "Jobs", {"Status": "completed", "External Job ID": "old"})
         port = free_port()
         airtable = AirtableClient(
-            api_key=KEY, base_id=BASE, api_url=sim.url, requests_per_second=4.5, penalty_seconds=1
+            api_key=KEY,
+            base_id=BASE,
+            api_url=sim.url,
+            requests_per_second=4.5,
+            penalty_seconds=1,
+            backoff_base=0.01,
+            backoff_cap=0.05,
         )
         store = SecretStateStore(kube, namespace=namespace, name="airtable-webhook")
         leader: dict[str, PushSource | None] = {"source": None}
@@ -304,3 +310,33 @@ async def test_incremental_polling_lists_only_changed_rows(rig: Rig) -> None:
     assert not batch.may_have_departed(rows[1])
     listing = [r for r in rig.sim.requests if r.path.endswith("/Jobs")][-1]
     assert "LAST_MODIFIED_TIME()" in str(listing.query) + str(listing.json)
+
+
+async def test_pings_that_stop_arriving_switch_to_reading_payloads_every_interval(rig: Rig) -> None:
+    source = await started(rig)
+    assert source.state is not None
+    hook = rig.sim.webhooks.hooks[source.state.webhook_id]
+    hook.notification_url = "http://127.0.0.1:9/unreachable"  # pings now fail
+    row = rig.add_row(1)
+    await until(lambda: hook.pings_failed >= 1, timeout=5)
+    source._last_check = -1e9  # the hourly upkeep falls due
+    batch = await batch_after_wait(source, timeout=2)
+    assert source.mode == "payload-polling"
+    assert [r["id"] for r in batch.records] == [row]
+    later = rig.add_row(2)
+    started_at = time.monotonic()
+    batch = await batch_after_wait(source, timeout=INTERVAL + 2)  # no ping needed
+    assert time.monotonic() - started_at <= INTERVAL + 1
+    assert [r["id"] for r in batch.records] == [later]
+
+
+async def test_a_failed_payload_read_is_retried_within_an_interval(rig: Rig) -> None:
+    source = await started(rig)
+    rig.sim.faults.fail_next(6, status=503, path_contains="/payloads")
+    row = rig.add_row(1)
+    async with asyncio.timeout(5):
+        await source.wait(INTERVAL)
+    with pytest.raises(AirtableError):
+        await source.next_batch()
+    batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert [r["id"] for r in batch.records] == [row]
