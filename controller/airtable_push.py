@@ -308,6 +308,8 @@ class PushSource:
         self.spacing = max(interval / 2, 0.05)
         self.fetches = 0
         self._uncommitted = False
+        self._uncommitted_before = False
+        self._woken = True  # the first batch after start reads whatever waits
         self._started_at = now()
         self._field_ids: dict[str, str] = {}
 
@@ -333,6 +335,7 @@ class PushSource:
             if self._wake.is_set():
                 due = min(due, self._last_read + self.spacing)
             if due <= now:
+                self._woken = self._wake.is_set()
                 self._wake.clear()
                 return
             try:
@@ -367,8 +370,9 @@ class PushSource:
 
     async def next_batch(self) -> ChangeBatch:
         """The next batch; until it is committed, `wait` retries after one interval at most."""
-        self._uncommitted = True
+        self._uncommitted_before, self._uncommitted = self._uncommitted, True
         batch = await self._next_batch()
+        self._woken = False
         inner = batch.commit
 
         async def commit() -> None:
@@ -388,6 +392,8 @@ class PushSource:
             return await self._fallback.next_batch()
         if self._need_full or self._clock() - self._last_full >= self._full_every:
             return await self._full_batch()
+        if self.mode == "push" and not self._woken and not self._uncommitted_before:
+            return ChangeBatch([], complete=False)  # only the upkeep was due: nothing to read
         return await self._payload_batch()
 
     async def _full_batch(self) -> ChangeBatch:
