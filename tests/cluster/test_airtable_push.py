@@ -24,6 +24,7 @@ from controller.http import HttpServer
 from controller.metrics import Metrics
 from sandbox import AirtableSimulator
 from sandbox.controlplane import free_port
+from sandbox.world import World as SimWorld
 from tests.harness import until
 
 KEY = "patSandboxKey.0123456789"
@@ -340,3 +341,37 @@ async def test_a_failed_payload_read_is_retried_within_an_interval(rig: Rig) -> 
         await source.next_batch()
     batch = await batch_after_wait(source, timeout=INTERVAL + 2)
     assert [r["id"] for r in batch.records] == [row]
+
+
+async def test_the_operator_in_push_mode_mirrors_new_rows_from_pings(
+    world: SimWorld, namespace: str, kube: KubeClient
+) -> None:
+    from tests.harness import mediajob, running, settings_for
+
+    world.add_job("combine", register_in_nca=False, job_id="before-start")
+    port = free_port()
+    settings = settings_for(
+        world,
+        namespace,
+        POLLING_ENABLED="false",
+        POLLING_INTERVAL_MINUTES="0.2",
+        HTTP_PORT=str(port),
+        AIRTABLE_WEBHOOK_URL=f"http://127.0.0.1:{port}/webhooks/airtable",
+    )
+    async with running(settings) as runtime:
+        await until(lambda: runtime.mirror is not None and runtime.mirror.cycles >= 1, timeout=30)
+        assert runtime.push is not None
+        assert runtime.push.mode == "push"
+        assert len(world.airtable.webhooks.hooks) == 1
+        listings = world.airtable.count("GET", "/Jobs")
+        arrived = time.monotonic()
+        jobs = [world.add_job("concatenate", register_in_nca=False, job_id=f"pushed-{i}") for i in range(20)]
+        for job in jobs:
+            await until(lambda job=job: mediajob(kube, namespace, job), timeout=INTERVAL)  # type: ignore[misc]
+        assert time.monotonic() - arrived < INTERVAL
+        # the new rows came from one payload read and one fetch by id, not from listings
+        assert world.airtable.count("GET", "/Jobs") - listings <= 2
+        text = runtime.metrics.render().decode()
+        assert 'mediajob_airtable_calls_total{purpose="payloads"}' in text
+    stored = await kube.get_secret(namespace, "mediajob-controller-airtable-webhook")
+    assert set(stored["data"]) == {"webhookId", "macSecretBase64", "cursor", "notificationUrl"}
