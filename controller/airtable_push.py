@@ -329,7 +329,9 @@ class PushSource:
         entered = self._clock()
         while True:
             now = self._clock()
-            due = min(self._last_check + self._check_every, self._last_full + self._full_every)
+            due = self._last_check + self._check_every
+            if self.mode != "listing":  # (listing: the fallback keeps its own full resync)
+                due = min(due, self._last_full + self._full_every)
             if self.mode != "push" or self._uncommitted:  # degraded, or the last cycle failed
                 due = min(due, entered + interval)
             if self._wake.is_set():
@@ -382,8 +384,9 @@ class PushSource:
         return dataclasses.replace(batch, commit=commit)
 
     async def _next_batch(self) -> ChangeBatch:
-        if self.state is None or self.mode == "listing":
-            await self._ensure()
+        retry_due = self._clock() - self._last_check >= self._check_every
+        if self.state is None and (self.mode != "listing" or retry_due):
+            await self._ensure()  # without a webhook, tried again once per check period
         if self.mode == "listing":
             return await self._fallback.next_batch()
         if self._clock() - self._last_check >= self._check_every:
@@ -431,6 +434,8 @@ class PushSource:
                         log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
                         self.state = None
                         await self._ensure()
+                        if self.mode == "listing":
+                            return await self._fallback.next_batch()
                         return await self._full_batch()
                     raise
                 payloads.extend(page["payloads"])
@@ -489,7 +494,9 @@ class PushSource:
                     "Airtable change notifications unavailable (%s): polling incrementally instead", exc
                 )
             self.mode = "listing"
+            self.state = None
             self._fallback.force_full()
+            self._last_check = self._clock()
             return
         self._last_check = self._clock()
 

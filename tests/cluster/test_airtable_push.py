@@ -375,3 +375,27 @@ async def test_the_operator_in_push_mode_mirrors_new_rows_from_pings(
         assert 'mediajob_airtable_calls_total{purpose="payloads"}' in text
     stored = await kube.get_secret(namespace, "mediajob-controller-airtable-webhook")
     assert set(stored["data"]) == {"webhookId", "macSecretBase64", "cursor", "notificationUrl"}
+
+
+async def test_without_a_usable_webhook_it_polls_incrementally_and_retries_hourly(rig: Rig) -> None:
+    rig.sim.faults.fail_next(1, status=403, path_contains="/webhooks")  # e.g. no webhook:manage scope
+    source = rig.source()
+    first = await source.next_batch()
+    await first.commit()
+    assert source.mode == "listing"
+    assert first.complete
+    hook_calls = rig.sim.count(path_contains="/webhooks")
+    row = rig.add_row(1)
+    await asyncio.sleep(1.1)
+    began, listings = time.monotonic(), rig.sim.count("GET", "/Jobs")
+    for _ in range(2):
+        batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert time.monotonic() - began >= INTERVAL - 1  # one listing per interval, no busy loop
+    assert rig.sim.count("GET", "/Jobs") - listings == 2
+    assert rig.sim.count(path_contains="/webhooks") == hook_calls  # not retried every cycle
+    assert not batch.complete
+    source._last_check = -1e9  # an hour later: tried again, and push takes over
+    batch = await source.next_batch()
+    await batch.commit()
+    assert source.mode == "push"
+    assert row in {r["id"] for r in batch.records}
