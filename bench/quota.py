@@ -52,9 +52,9 @@ MONTH = 30 * 86400.0
 REFRESHES_PER_MONTH_IDLE = 30 / 4
 LOADS = {"idle": 0, "50 jobs/day": 50, "5,000 jobs/day": 5000}
 PUSH, FALLBACK = "ours: push", "ours: fallback (incremental)"
-PUSH_LINGER = "ours: push, write linger 60 s"
+PUSH_LINGER = "ours: push, AIRTABLE_WRITE_LINGER_SECONDS=120"
 MODES = ("seed", "ours: full listing (before)", PUSH, FALLBACK, PUSH_LINGER)
-LINGERS = {PUSH_LINGER: 60.0}
+LINGERS = {PUSH_LINGER: 120.0}
 
 
 class MemoryStore:
@@ -212,7 +212,16 @@ async def ping_server(receiver: PingReceiver, port: int) -> AsyncIterator[None]:
         await http.stop()
 
 
-async def run_one(mode: str, load: str, per_day: float, *, hours: float, scale: float, burst: int = 0) -> Run:
+async def run_one(
+    mode: str,
+    load: str,
+    per_day: float,
+    *,
+    hours: float,
+    scale: float,
+    burst: int = 0,
+    preexisting: bool = False,
+) -> Run:
     rng = random.Random(7)
     calls: Counter[str] = Counter()
     async with AirtableSimulator(KEY, rate_limit_per_s=math.inf) as sim:
@@ -266,11 +275,20 @@ async def run_one(mode: str, load: str, per_day: float, *, hours: float, scale: 
             source = FullListing(airtable, "Jobs")
         receiver = PingReceiver(store, leader_source=lambda: holder["source"])  # type: ignore[arg-type]
         async with ping_server(receiver, port):
-            # start-up (webhook creation, the first full listing) is not part of the month
+            if burst and preexisting:  # as `make bench`: N rows wait, outputs over the next 20 minutes
+                for i in range(burst):
+                    add_job(sim, world, rng, i, runs_for=rng.uniform(0, 1200))
+            # start-up (webhook creation, the first full listing) is not part of the month,
+            # but is part of a burst's cost
             first = await source.next_batch()
+            now = world.now()
+            for record in first.records:
+                if record["id"] in world.created:
+                    world.discovered.setdefault(record["id"], now)
             await first.commit()
-            calls.clear()
-            world.t0 = time.monotonic()
+            if not burst:
+                calls.clear()
+                world.t0 = time.monotonic()
             tasks = [
                 asyncio.create_task(consume(source, world, min_age=SEED_MIN_AGE if mode == "seed" else 0.0)),
                 asyncio.create_task(
@@ -278,8 +296,9 @@ async def run_one(mode: str, load: str, per_day: float, *, hours: float, scale: 
                 ),
                 asyncio.create_task(arrivals(sim, world, per_day, rng)),
             ]
-            for i in range(burst):  # as `make bench`'s N=1,000: outputs over the next 20 minutes
-                add_job(sim, world, rng, i, runs_for=rng.uniform(0, 1200))
+            if burst and not preexisting:  # N new rows at once, outputs over the next 20 minutes
+                for i in range(burst):
+                    add_job(sim, world, rng, i, runs_for=rng.uniform(0, 1200))
             try:
                 await world.sleep(hours * 3600)
                 if burst:
@@ -325,18 +344,20 @@ def markdown(runs: list[Run], bursts: list[Run], command: str) -> str:
     if bursts:
         lines += [
             "",
-            "N=1,000 rows at once, their jobs ending uniformly over the next 20 minutes (as `make bench`);",
-            "every call counted until all are written back, start-up excluded:",
+            "N=1,000 jobs ending uniformly over 20 minutes; every call counted from start-up until all",
+            "are written back. *waiting*: the rows exist when the controller starts (as in `make bench`);",
+            "*new*: they are created at once after start-up.",
             "",
-            "| design | completed | calls | calls per completed job | by purpose | detection max (s) |",
-            "|---|---:|---:|---:|---|---:|",
+            "| rows | design | completed | calls | calls per job | by purpose | detection max (s) |",
+            "|---|---|---:|---:|---:|---|---:|",
         ]
         for run in bursts:
             total = sum(run.calls.values())
             purposes = ", ".join(f"{k} {v}" for k, v in sorted(run.calls.items()))
             worst = f"{max(run.latencies):.0f}" if run.latencies else "—"
             per_job = total / run.completed if run.completed else float("nan")
-            lines.append(f"| {run.mode} | {run.completed} | {total} | {per_job:.3f} | {purposes} | {worst} |")
+            cells = [run.load, run.mode, str(run.completed), str(total), f"{per_job:.3f}", purposes, worst]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -374,10 +395,14 @@ async def main(argv: list[str]) -> int:
             print(f"  {run.per_month():,.0f} calls/month {dict(run.calls)} latency {_lat(run)}", flush=True)
     bursts: list[Run] = []
     if not args.no_burst:
-        for mode in MODES:
-            print(f"N=1,000 burst: {mode}", flush=True)
-            run = await run_one(mode, "N=1,000", 0, hours=0.5, scale=args.burst_scale, burst=1000)
-            bursts.append(run)
+        for preexisting in (True, False):
+            for mode in MODES:
+                label = "waiting" if preexisting else "new"
+                print(f"N=1,000 {label}: {mode}", flush=True)
+                run = await run_one(
+                    mode, label, 0, hours=0.5, scale=args.burst_scale, burst=1000, preexisting=preexisting
+                )
+                bursts.append(run)
             print(f"  {sum(run.calls.values())} calls for {run.completed} jobs {dict(run.calls)}", flush=True)
     command = "python -m bench quota" + "".join(
         f" {flag} {value}"
