@@ -381,11 +381,17 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--scale", type=float, default=1440.0, help="simulated seconds per real second")
     parser.add_argument("--burst-scale", type=float, default=60.0)
     parser.add_argument("--no-burst", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--loads", default=";".join(LOADS), help="a ;-separated subset of: " + "; ".join(LOADS)
+    )
+    parser.add_argument("--modes", default="", help="a ;-separated subset of the designs (default all)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md", help="'-': print only")
     args = parser.parse_args(argv)
+    loads = {k: v for k, v in LOADS.items() if k in args.loads.split(";")}
+    modes = [m for m in MODES if not args.modes or m in args.modes.split(";")]
     runs: list[Run] = []
-    for load, per_day in LOADS.items():
-        for mode in MODES:
+    for load, per_day in loads.items():
+        for mode in modes:
             if mode == PUSH_LINGER and not per_day:
                 continue
             print(f"{load}: {mode} ({args.hours * 3600 / args.scale:.0f} s)", flush=True)
@@ -396,7 +402,7 @@ async def main(argv: list[str]) -> int:
     bursts: list[Run] = []
     if not args.no_burst:
         for preexisting in (True, False):
-            for mode in MODES:
+            for mode in modes:
                 label = "waiting" if preexisting else "new"
                 print(f"N=1,000 {label}: {mode}", flush=True)
                 run = await run_one(
@@ -411,7 +417,8 @@ async def main(argv: list[str]) -> int:
     )
     text = markdown(runs, bursts, command)
     print(text)
-    write_between_markers(args.out, text)
+    if str(args.out) != "-":
+        write_between_markers(args.out, text)
     return 0
 
 
