@@ -409,4 +409,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["quota"]:  # `python -m bench quota`: the Airtable quota bench (bench/quota.py)
+        from bench.quota import cli
+
+        sys.exit(cli(sys.argv[2:]))
     sys.exit(asyncio.run(main()))

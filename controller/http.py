@@ -43,6 +43,7 @@ MAX_BODY = 1024 * 1024
 READ_TIMEOUT = 5.0
 MAX_BODY_DEPTH = 32  # NCA's payload nests three levels
 ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
+AirtablePingHandler = Callable[[bytes, str], Awaitable[tuple[int, str]]]
 
 
 class WebhookReceiver:
@@ -209,7 +210,9 @@ class HttpServer:
         receiver: Callable[[], WebhookReceiver | None],
         ready: Callable[[], bool],
         host: str = "0.0.0.0",  # noqa: S104 - served to the cluster through the Service
+        airtable_ping: AirtablePingHandler | None = None,
     ) -> None:
+        self._airtable_ping = airtable_ping
         self._port = port
         self._host = host
         self._token = token.encode()
@@ -223,6 +226,7 @@ class HttpServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/webhooks/nca", self._webhook)
+        app.router.add_post("/webhooks/airtable", self._airtable_webhook)
         # prometheus_client's own handler: OpenMetrics when the scraper asks for it, gzip, ?name[]=
         app.router.add_get("/metrics", make_aiohttp_handler(self._metrics.registry))
         app.router.add_get("/healthz", self._healthz)
@@ -281,6 +285,25 @@ class HttpServer:
         if receiver is None:
             return _answer(503, "not-ready", "the controller is starting")
         return await self._within_budget(receiver.receive(payload, arrived))
+
+    async def _airtable_webhook(self, request: web.Request) -> web.Response:
+        """Airtable's change notification: verified by its MAC, then a wake-up for the mirror."""
+        if self._airtable_ping is None:
+            return _answer(404, "not-configured", "AIRTABLE_WEBHOOK_URL is not set")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+        except TimeoutError:
+            return _answer(408, "timeout", "body not received in time")
+        status, result = await self._airtable_ping(raw, request.headers.get("X-Airtable-Content-MAC", ""))
+        self._metrics.airtable_pings.labels(result=result.replace("-", "_")).inc()
+        if status == 204:
+            return web.Response(status=204)
+        return _answer(status, result, None)
 
     async def _within_budget(self, work: Awaitable[tuple[int, str]]) -> web.Response:
         task = asyncio.ensure_future(work)

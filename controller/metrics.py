@@ -13,8 +13,9 @@ so they sum right as they are.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CollectorRegistry,
@@ -78,6 +79,63 @@ class _LeaderOnly(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return self._inner.collect() if self._leading() else ()
+
+
+def month_seconds(moment: datetime) -> tuple[float, float]:
+    """(seconds since the month began, seconds in the month), in UTC. Pure."""
+    moment = moment.astimezone(UTC)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(moment.year, moment.month)[1]
+    return (moment - start).total_seconds(), days * 86400.0
+
+
+def project_month(
+    calls: float, observed_seconds: float, month_length: float, min_window: float = 3600.0
+) -> float:
+    """This month's calls at the rate seen so far; at least an hour of data, so a start-up burst is
+    not extrapolated over the month. Pure."""
+    return calls * month_length / max(observed_seconds, min_window)
+
+
+class _AirtableQuota(Collector):
+    """Airtable calls this calendar month (since this process started), projected to the month's end."""
+
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._now = now
+        self._month = ""
+        self._calls = 0
+        self._since = now()
+        self.quota = 0
+        self.share = 0.8
+
+    def count(self) -> None:
+        moment = self._now()
+        month = moment.strftime("%Y-%m")
+        if month != self._month:
+            self._month, self._calls = month, 0
+            self._since = max(self._since, moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        self._calls += 1
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        moment = self._now()
+        elapsed, length = month_seconds(moment)
+        calls = self._calls if moment.strftime("%Y-%m") == self._month else 0
+        observed = min(elapsed, (moment - self._since).total_seconds())
+        yield GaugeMetricFamily(
+            "mediajob_airtable_calls_projected_month",
+            "Airtable calls this replica will make this calendar month at the rate seen so far",
+            value=project_month(calls, observed, length),
+        )
+        yield GaugeMetricFamily(
+            "mediajob_airtable_monthly_quota",
+            "AIRTABLE_MONTHLY_QUOTA: the workspace's calls per month (0 = unlimited)",
+            value=self.quota,
+        )
+        yield GaugeMetricFamily(
+            "mediajob_airtable_quota_alert_share",
+            "AIRTABLE_QUOTA_ALERT_SHARE: the share of the quota at which the alert fires",
+            value=self.share,
+        )
 
 
 class Metrics:
@@ -144,6 +202,24 @@ class Metrics:
         self.mirror_cycles = Counter(
             "mediajob_mirror_cycles", "Mirror cycles, by result", ["result"], registry=r
         )
+        self.airtable_calls = Counter(
+            "mediajob_airtable_calls",
+            "Airtable API requests sent, by purpose (mirror, payloads, write, read-before-write, upkeep)",
+            ["purpose"],
+            registry=r,
+        )
+        self.airtable_pings = Counter(
+            "mediajob_airtable_pings",
+            "Airtable webhook notifications received, by result",
+            ["result"],
+            registry=r,
+        )
+        self.airtable_quota = _AirtableQuota()
+        r.register(self.airtable_quota)
+
+    def count_airtable_call(self, purpose: str) -> None:
+        self.airtable_calls.labels(purpose=purpose).inc()
+        self.airtable_quota.count()
 
     def observe_request(self, system: str, code: str) -> None:
         self.requests.labels(system=system, code=code).inc()

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from controller.clients.airtable import READ, AirtableClient, AirtableError
+from controller.changes import ChangeBatch, ChangeSource, FullListing
+from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
@@ -28,7 +29,6 @@ from controller.rows import (
     FIELD_NOTES,
     FIELD_RESPONSE,
     FIELD_STATUS,
-    MIRROR_FIELDS,
     JobRow,
     RowError,
     parse_job_row,
@@ -116,8 +116,10 @@ class Mirror:
         namespace: str,
         interval: float,
         now: Callable[[], datetime] = utcnow,
+        source: ChangeSource | None = None,
     ) -> None:
         self._airtable = airtable
+        self._source = source or FullListing(airtable, jobs_table)
         self._kube = kube
         self._store = store
         self._transitions = transitions
@@ -165,15 +167,14 @@ class Mirror:
                 # A bug must not end leader work: that would stop every replica in turn (section 7).
                 self._metrics.mirror_cycles.labels(result="error").inc()
                 log.exception("mirror cycle failed unexpectedly, next one in %.0f s", self._interval)
-            await asyncio.sleep(self._interval)
+            await self._source.wait(self._interval)
 
     async def cycle(self) -> CycleReport:
         report = CycleReport()
         # Taken before the listing: a result written after it may not show in this listing yet.
         written = {job.key for job in self._store if job.ended and job.status.jobs_row_written_at}
-        records = await self._airtable.list_records(
-            self._table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
-        )
+        batch = await self._source.next_batch()
+        records = batch.records
         report.rows = len(records)
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
@@ -221,7 +222,8 @@ class Mirror:
         if notes:
             await self._airtable.update_records(self._table, notes)
             report.notes_written = len(notes)
-        report.ended_in_airtable = await self._end_departed(processing)
+        report.ended_in_airtable = await self._end_departed(processing, batch)
+        await batch.commit()
         self.last_report = report
         return report
 
@@ -279,13 +281,14 @@ class Mirror:
                 notes.append((error.record_id, {FIELD_NOTES: text}))
         return 1
 
-    async def _end_departed(self, processing: set[str]) -> int:
+    async def _end_departed(self, processing: set[str], batch: ChangeBatch) -> int:
         departed = [
             job
             for job in self._store
             if job.phase == "Processing"
             and job.namespace == self._namespace
             and job.spec.airtable_record_id not in processing
+            and batch.may_have_departed(job.spec.airtable_record_id)
             and self._managed(job)
         ]
         if not departed:

@@ -16,8 +16,10 @@ import logging
 import random
 from typing import Any
 
+from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
+from controller.changes import ChangeSource, IncrementalPolling
 from controller.cleanup import Cleanup
-from controller.clients.airtable import AirtableClient
+from controller.clients.airtable import PURPOSE_MIRROR, AirtableClient, calls_for
 from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
 from controller.clients.spaces import SpacesClient
@@ -57,6 +59,7 @@ class Clients:
                 penalty_seconds=settings.airtable_penalty.total_seconds(),
                 observe=observe,
                 on_rate_limited=metrics.airtable_rate_limited.inc,
+                count_call=metrics.count_airtable_call,
             ),
             # The checks are these two clients' only users: one connection per worker, so that
             # POLLING_BATCH_SIZE, not a pool limit, sets how many checks run at once.
@@ -91,6 +94,8 @@ class Runtime:
         self.startup_failure: str | None = None  # why start-up failed for good, for the exit line
         self.is_leader = False
         self.metrics = Metrics(leading=lambda: self.is_leader)
+        self.metrics.airtable_quota.quota = settings.airtable_monthly_quota
+        self.metrics.airtable_quota.share = settings.airtable_quota_alert_share
         self.store = JobStore()
         self.metrics.track_jobs(lambda: iter(self.store), utcnow)
         self.clients = Clients.from_settings(settings, self.metrics, login)
@@ -109,12 +114,24 @@ class Runtime:
             jobs_table=settings.airtable_jobs_table,
             home_namespace=self.namespace,
         )
+        # Airtable's change notifications (push): any replica verifies a ping, the leader acts on it.
+        self.push: PushSource | None = None
+        self.webhook_store: SecretStateStore | None = None
+        self.pings: PingReceiver | None = None
+        if settings.airtable_webhook_url:
+            self.webhook_store = SecretStateStore(
+                kube,
+                namespace=settings.lease_namespace or self.namespace,
+                name=settings.airtable_webhook_secret,
+            )
+            self.pings = PingReceiver(self.webhook_store, leader_source=lambda: self.push)
         self.http = HttpServer(
             port=settings.http_port,
             token=settings.webhook_token.reveal(),
             metrics=self.metrics,
             receiver=lambda: self.receiver if self._started else None,
             ready=lambda: self._started,
+            airtable_ping=self.pings.receive if self.pings is not None else None,
         )
         self.elector: LeaderElector | None = None
         if settings.leader_election_enabled:
@@ -200,8 +217,11 @@ class Runtime:
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
-            # a partial batch waits up to 1/24 of the poll interval (5 s at 2 min) for more jobs
-            linger=min(5.0, s.polling_interval.total_seconds() / 24),
+            # a partial batch waits up to 1/24 of the poll interval (5 s at 2 min) for more jobs,
+            # or AIRTABLE_WRITE_LINGER_SECONDS: longer means fuller batches, fewer quota calls
+            linger=s.airtable_write_linger.total_seconds()
+            if s.airtable_write_linger
+            else min(5.0, s.polling_interval.total_seconds() / 24),
         )
         timing = Timing(
             interval=s.polling_interval,
@@ -235,17 +255,44 @@ class Runtime:
             jobs_table=s.airtable_jobs_table,
             namespace=self.namespace,
             interval=s.polling_interval.total_seconds(),
+            source=self._change_source(),
         )
         log.info("leading: checks %s, mirror and write-back running", "on" if s.polling_enabled else "off")
-        async with asyncio.TaskGroup() as group:
-            group.create_task(writeback.run(), name="writeback")
-            group.create_task(reconciler.run(), name="reconciler")
-            group.create_task(mirror.run(), name="mirror")
-            ttl = s.mediajob_ttl_after_finished
-            if ttl is not None:
-                every = max(1.0, min(s.polling_interval.total_seconds(), ttl.total_seconds()))
-                self.cleanup = Cleanup(kube=kube, store=self.store, ttl=ttl, every=every)
-                group.create_task(self.cleanup.run(), name="cleanup")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(writeback.run(), name="writeback")
+                group.create_task(reconciler.run(), name="reconciler")
+                with calls_for(PURPOSE_MIRROR):  # the task copies the label: the mirror's calls
+                    group.create_task(mirror.run(), name="mirror")
+                ttl = s.mediajob_ttl_after_finished
+                if ttl is not None:
+                    every = max(1.0, min(s.polling_interval.total_seconds(), ttl.total_seconds()))
+                    self.cleanup = Cleanup(kube=kube, store=self.store, ttl=ttl, every=every)
+                    group.create_task(self.cleanup.run(), name="cleanup")
+        finally:
+            self.push = None
+
+    def _change_source(self) -> ChangeSource:
+        """Push when AIRTABLE_WEBHOOK_URL is set, else (and whenever the webhook is unusable)
+        incremental polling."""
+        s = self.settings
+        fallback = IncrementalPolling(
+            self.clients.airtable, s.airtable_jobs_table, full_every=s.airtable_full_resync.total_seconds()
+        )
+        if not s.airtable_webhook_url or self.webhook_store is None:
+            return fallback
+        self.push = PushSource(
+            airtable=self.clients.airtable,
+            store=self.webhook_store,
+            table=s.airtable_jobs_table,
+            notification_url=s.airtable_webhook_url,
+            interval=s.polling_interval.total_seconds(),
+            check_every=s.airtable_webhook_check.total_seconds(),
+            full_every=s.airtable_full_resync.total_seconds(),
+            processing_count=lambda: sum(1 for j in self.store if j.status.phase == "Processing"),
+            fallback=fallback,
+        )
+        return self.push
 
     async def _seed_store(self) -> None:
         """Start leading from a complete view, not from whatever the watch has delivered so far."""

@@ -90,6 +90,13 @@ class Settings:
     lease_renew_deadline: timedelta = timedelta(seconds=10)
     lease_retry_period: timedelta = timedelta(seconds=2)
     http_port: int = 8080
+    airtable_webhook_url: str | None = None
+    airtable_webhook_secret: str = "mediajob-controller-airtable-webhook"  # noqa: S105 - a name
+    airtable_webhook_check: timedelta = timedelta(minutes=60)
+    airtable_full_resync: timedelta = timedelta(hours=6)
+    airtable_monthly_quota: int = 100_000
+    airtable_quota_alert_share: float = 0.8
+    airtable_write_linger: timedelta | None = None
     log_format: str = "json"
     log_level: str = "info"
 
@@ -155,6 +162,19 @@ class Settings:
             lease_retry_period=r.get("LEASE_RETRY_PERIOD_SECONDS", _seconds, cls.lease_retry_period),
             webhook_token=r.secret("WEBHOOK_TOKEN"),
             http_port=r.get("HTTP_PORT", _port, cls.http_port),
+            airtable_webhook_url=r.optional("AIRTABLE_WEBHOOK_URL", _http_url),
+            airtable_webhook_secret=r.get(
+                "AIRTABLE_WEBHOOK_SECRET", _dns_subdomain, cls.airtable_webhook_secret
+            ),
+            airtable_webhook_check=r.get(
+                "AIRTABLE_WEBHOOK_CHECK_MINUTES", _minutes, cls.airtable_webhook_check
+            ),
+            airtable_full_resync=r.get("AIRTABLE_FULL_RESYNC_HOURS", _hours, cls.airtable_full_resync),
+            airtable_monthly_quota=r.get("AIRTABLE_MONTHLY_QUOTA", _quota, cls.airtable_monthly_quota),
+            airtable_quota_alert_share=r.get(
+                "AIRTABLE_QUOTA_ALERT_SHARE", _share, cls.airtable_quota_alert_share
+            ),
+            airtable_write_linger=r.optional("AIRTABLE_WRITE_LINGER_SECONDS", _seconds),
             log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
             log_level=r.get("LOG_LEVEL", _log_level, cls.log_level),
         )
@@ -288,6 +308,18 @@ def _int_between(raw: str, low: int, high: int) -> int:
 
 def _batch_size(raw: str) -> int:
     return _int_between(raw, 1, 1000)
+
+
+def _quota(raw: str) -> int:
+    """Calls per month; 0 means unlimited (Business plans)."""
+    return _int_between(raw, 0, 10**12)
+
+
+def _share(raw: str) -> float:
+    value = _positive_float(raw)
+    if value > 1:
+        raise ValueError("must be a share between 0 and 1, e.g. 0.8")
+    return value
 
 
 def _port(raw: str) -> int:

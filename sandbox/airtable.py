@@ -9,6 +9,7 @@ the 10-records-per-write limit and the per-base 5 requests/s limit with its
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -18,7 +19,7 @@ import secrets
 import string
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ._server import LoopbackServer
+from .airtable_webhooks import Change, WebhookApiError, WebhookHub
 from .formula import Formula, FormulaError, RecordView, iso
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,31 @@ class _Table:
     id: str
     records: dict[str, AirtableRecord] = field(default_factory=dict)
     schema: set[str] | None = None
+    base_id: str = ""
+    field_ids: dict[str, str] = field(default_factory=dict)
+
+    def field_id(self, name: str) -> str:
+        """Field ids are made on first sight of a name, as the UI would when the field is added."""
+        fid = self.field_ids.get(name)
+        if fid is None:
+            fid = self.field_ids[name] = new_id("fld")
+        return fid
+
+    def cells(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.field_id(k): (None if _is_empty(v) else v) for k, v in fields.items()}
+
+
+def _call_kind(method: str, parts: list[str]) -> str:
+    """What a /v0 request is, for the per-month call counter (Airtable cannot know why it was made)."""
+    if parts[1] == "meta":
+        return "meta"
+    if parts[1] == "bases":
+        if len(parts) >= 5 and parts[4] == "payloads":
+            return "webhook-payloads"
+        return "webhook-upkeep"
+    if method == "GET" or (len(parts) >= 4 and parts[3] == "listRecords"):
+        return "read"
+    return "write"
 
 
 @dataclass
@@ -146,6 +173,10 @@ class AirtableSimulator(LoopbackServer):
         self._penalty_until: dict[str, float] = {}
         self._iterators: dict[str, _Iterator] = {}
         self._expired_iterators: set[str] = set()
+        self.webhooks = WebhookHub()
+        #: API calls answered (not 401/429), by calendar month ("2026-11") and kind of call.
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._pending: list[Change] | None = None
 
     # ------------------------------------------------------------ test-side API
 
@@ -167,12 +198,31 @@ class AirtableSimulator(LoopbackServer):
             created = created.replace(tzinfo=UTC)
         clean = {k: v for k, v in fields.items() if not _is_empty(v)}
         tbl.records[rid] = AirtableRecord(rid, clean, created, created)
+        self._emit(tbl, [Change("add", rid, created, tbl.cells(clean))], source="client")
         return rid
 
     def set_fields(self, base_id: str, table: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """Edit a row behind the controller's back, like a human in the UI (not counted)."""
-        record = self._table(base_id, table).records[record_id]
+        tbl = self._table(base_id, table)
+        record = tbl.records[record_id]
+        change = self._update_change(tbl, record, fields)
         _merge(record, fields)
+        self._emit(tbl, [change], source="client")
+
+    def delete_record(self, base_id: str, table: str, record_id: str) -> None:
+        """Delete a row behind the controller's back (not counted)."""
+        tbl = self._table(base_id, table)
+        del tbl.records[record_id]
+        self._emit(tbl, [Change("remove", record_id)], source="client")
+
+    def calls_in_month(self, month: str | None = None) -> Counter[str]:
+        """This month's (or the given "YYYY-MM") answered API calls by kind; sum() for the total."""
+        month = month or datetime.now(UTC).strftime("%Y-%m")
+        out: Counter[str] = Counter()
+        for (m, kind), n in self.calls.items():
+            if m == month:
+                out[kind] += n
+        return out
 
     def delete_row(self, base_id: str, table: str, record_id: str) -> None:
         """Delete a row behind the controller's back; later writes to it answer 422 ROW_DOES_NOT_EXIST."""
@@ -194,6 +244,10 @@ class AirtableSimulator(LoopbackServer):
     def table_id(self, base_id: str, table: str) -> str:
         """The ``tbl...`` id; requests may name the table by it instead of its name."""
         return self._table(base_id, table).id
+
+    def field_id(self, base_id: str, table: str, name: str) -> str:
+        """The ``fld...`` id of a field, as the metadata API and webhook payloads name it."""
+        return self._table(base_id, table).field_id(name)
 
     def writes_for(self, record_id: str) -> int:
         """How many successful create/update requests touched ``record_id``."""
@@ -223,8 +277,35 @@ class AirtableSimulator(LoopbackServer):
         if tbl_or_none is None:
             if not create:
                 raise KeyError(ref)
-            tbl_or_none = tables[ref] = _Table(name=ref, id=new_id("tbl"))
+            tbl_or_none = tables[ref] = _Table(name=ref, id=new_id("tbl"), base_id=base_id)
         return tbl_or_none
+
+    def _update_change(self, tbl: _Table, record: AirtableRecord, fields: Mapping[str, Any]) -> Change:
+        changed = {k: v for k, v in fields.items() if record.fields.get(k) != (None if _is_empty(v) else v)}
+        return Change(
+            "update",
+            record.id,
+            current=tbl.cells(changed),
+            previous=tbl.cells({k: record.fields.get(k) for k in changed}),
+            unchanged=tbl.cells({k: v for k, v in record.fields.items() if k not in changed}),
+        )
+
+    def _emit(self, tbl: _Table, changes: list[Change], *, source: str) -> None:
+        changes = [c for c in changes if c.kind != "update" or c.current]
+        if self._pending is not None:
+            self._pending.extend(changes)
+            return
+        self.webhooks.record_changes(tbl.base_id, tbl.id, changes, source=source)
+
+    @contextlib.contextmanager
+    def _transaction(self, tbl: _Table) -> Iterator[None]:
+        """One API request is one Airtable transaction: one payload for all its records."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            changes, self._pending = self._pending, None
+            self._emit(tbl, changes, source="publicApi")
 
     def _admit(self, base_id: str) -> bool:
         """Sliding one-second window per base; over the limit starts the penalty."""
@@ -260,19 +341,34 @@ class AirtableSimulator(LoopbackServer):
                 return await handler(request)
             if request.headers.get("Authorization", "") != f"Bearer {self.api_key}":
                 return web.json_response(AUTH_BODY, status=401)
-            if len(parts) >= 2 and parts[1] != "meta" and not self._admit(parts[1]):
+            base = (
+                parts[2] if len(parts) >= 3 and parts[1] == "bases" else parts[1] if len(parts) >= 2 else ""
+            )
+            if base and base != "meta" and not self._admit(base):
                 self.rate_limited += 1
                 return web.json_response(RATE_LIMIT_BODY, status=429)
+            if len(parts) >= 2:
+                self.calls[(datetime.now(UTC).strftime("%Y-%m"), _call_kind(request.method, parts))] += 1
             try:
                 return await handler(request)
             except _ApiError as exc:
                 return exc.response()
+            except WebhookApiError as exc:
+                return web.json_response(exc.body, status=exc.status)
 
         return [airtable_guard]
 
     def _setup_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/v0/meta/whoami", self._whoami)
+        r.add_get("/v0/meta/bases/{base}/tables", self._schema)
+        hooks = "/v0/bases/{base}/webhooks"
+        r.add_post(hooks, self._hook_create)
+        r.add_get(hooks, self._hook_list)
+        r.add_delete(hooks + "/{hook}", self._hook_delete)
+        r.add_post(hooks + "/{hook}/refresh", self._hook_refresh)
+        r.add_post(hooks + "/{hook}/enableNotifications", self._hook_enable)
+        r.add_get(hooks + "/{hook}/payloads", self._hook_payloads)
         r.add_route("*", "/v0/meta/{tail:.*}", self._not_found)
         r.add_post("/v0/{base}/{table}/listRecords", self._list)
         r.add_get("/v0/{base}/{table}", self._list)
@@ -293,6 +389,66 @@ class AirtableSimulator(LoopbackServer):
         return web.json_response(
             {"id": "usrSandboxSandbox", "scopes": ["data.records:read", "data.records:write"]}
         )
+
+    async def _schema(self, request: web.Request) -> web.Response:
+        """GET /v0/meta/bases/{baseId}/tables: ids and fields (the declared schema, else those seen)."""
+        tables = self._bases.get(request.match_info["base"])
+        if tables is None:
+            return web.json_response(NOT_FOUND_BODY, status=404)
+        out = []
+        for tbl in tables.values():
+            names = (
+                sorted(tbl.schema)
+                if tbl.schema is not None
+                else sorted({k for r in tbl.records.values() for k in r.fields} | set(tbl.field_ids))
+            )
+            fields = [{"id": tbl.field_id(n), "name": n, "type": "singleLineText"} for n in names]
+            out.append(
+                {
+                    "id": tbl.id,
+                    "name": tbl.name,
+                    "primaryFieldId": fields[0]["id"] if fields else "",
+                    "fields": fields,
+                    "views": [],
+                }
+            )
+        return web.json_response({"tables": out})
+
+    def _table_ids(self, base_id: str) -> set[str]:
+        return {t.id for t in self._bases.get(base_id, {}).values()}
+
+    async def _hook_create(self, request: web.Request) -> web.Response:
+        base_id = request.match_info["base"]
+        body = await _json_body(request)
+        return web.json_response(self.webhooks.create(base_id, body, self._table_ids(base_id)))
+
+    async def _hook_list(self, request: web.Request) -> web.Response:
+        return web.json_response(self.webhooks.list_hooks(request.match_info["base"]))
+
+    async def _hook_delete(self, request: web.Request) -> web.Response:
+        return web.json_response(self.webhooks.delete(request.match_info["base"], request.match_info["hook"]))
+
+    async def _hook_refresh(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            self.webhooks.refresh(request.match_info["base"], request.match_info["hook"])
+        )
+
+    async def _hook_enable(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        answer = self.webhooks.enable_notifications(
+            request.match_info["base"], request.match_info["hook"], body
+        )
+        return web.json_response(answer)
+
+    async def _hook_payloads(self, request: web.Request) -> web.Response:
+        q = request.query
+        answer = self.webhooks.payloads(
+            request.match_info["base"], request.match_info["hook"], q.get("cursor"), q.get("limit")
+        )
+        return web.json_response(answer)
+
+    async def _on_stop(self) -> None:
+        await self.webhooks.close()
 
     def _req_table(self, request: web.Request) -> tuple[str, _Table]:
         base_id = request.match_info["base"]
@@ -386,10 +542,14 @@ class AirtableSimulator(LoopbackServer):
         self.write_log.append((time.time(), tbl.name, record.id, dict(fields)))
 
     def _write(self, tbl: _Table, record: AirtableRecord, fields: Mapping[str, Any], replace: bool) -> None:
+        change = self._update_change(
+            tbl, record, {**dict.fromkeys(record.fields), **fields} if replace else fields
+        )
         if replace:
             record.fields = {}
         _merge(record, fields)
         self._record_write(tbl, record, fields)
+        self._emit(tbl, [change], source="publicApi")
 
     def _create_one(self, tbl: _Table, fields: Mapping[str, Any]) -> AirtableRecord:
         now = datetime.now(UTC)
@@ -398,6 +558,7 @@ class AirtableSimulator(LoopbackServer):
         record.modified = now
         tbl.records[record.id] = record
         self._record_write(tbl, record, fields)
+        self._emit(tbl, [Change("add", record.id, now, tbl.cells(record.fields))], source="publicApi")
         return record
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -406,7 +567,8 @@ class AirtableSimulator(LoopbackServer):
         if "records" in body:
             items = _batch(body["records"], "created")
             checked = [self._check_fields(tbl, _item_fields(item)) for item in items]
-            created = [self._create_one(tbl, fields) for fields in checked]
+            with self._transaction(tbl):
+                created = [self._create_one(tbl, fields) for fields in checked]
             return web.json_response({"records": [r.to_api() for r in created]})
         if "fields" in body:
             record = self._create_one(tbl, self._check_fields(tbl, body["fields"]))
@@ -452,14 +614,15 @@ class AirtableSimulator(LoopbackServer):
         out: list[dict[str, Any]] = []
         created_ids: list[str] = []
         updated_ids: list[str] = []
-        for target, fields in plan:
-            if target is None:
-                target = self._create_one(tbl, fields)
-                created_ids.append(target.id)
-            else:
-                self._write(tbl, target, fields, replace)
-                updated_ids.append(target.id)
-            out.append(target.to_api())
+        with self._transaction(tbl):
+            for target, fields in plan:
+                if target is None:
+                    target = self._create_one(tbl, fields)
+                    created_ids.append(target.id)
+                else:
+                    self._write(tbl, target, fields, replace)
+                    updated_ids.append(target.id)
+                out.append(target.to_api())
         answer: dict[str, Any] = {"records": out}
         if merge_on:
             answer.update(createdRecords=created_ids, updatedRecords=updated_ids)
@@ -485,6 +648,7 @@ class AirtableSimulator(LoopbackServer):
         _, tbl = self._req_table(request)
         record = self._find(tbl, request.match_info["record"])
         del tbl.records[record.id]
+        self._emit(tbl, [Change("remove", record.id)], source="publicApi")
         return web.json_response({"id": record.id, "deleted": True})
 
     async def _batch_delete(self, request: web.Request) -> web.Response:
@@ -500,6 +664,7 @@ class AirtableSimulator(LoopbackServer):
             self._find(tbl, rid)
         for rid in ids:
             del tbl.records[rid]
+        self._emit(tbl, [Change("remove", rid) for rid in ids], source="publicApi")
         return web.json_response({"records": [{"id": rid, "deleted": True} for rid in ids]})
 
 

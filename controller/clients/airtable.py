@@ -10,10 +10,13 @@ one request start per 1/rate seconds for the base, the whole base paused for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from pyairtable import Api
@@ -30,6 +33,25 @@ _IDS_PER_READ = 50
 
 log = logging.getLogger(__name__)
 WRITE, READ = 0, 1  # limiter priorities: the write-back goes before the mirror's listing
+
+# Why a call is made, for the quota's per-purpose counter. A context variable, so that the callers
+# (the mirror, the push manager) label their calls without threading a label through every method.
+PURPOSE_MIRROR = "mirror"
+PURPOSE_PAYLOADS = "payloads"
+PURPOSE_WRITE = "write"
+PURPOSE_READ_BEFORE_WRITE = "read-before-write"
+PURPOSE_UPKEEP = "webhook-upkeep"
+_purpose: contextvars.ContextVar[str | None] = contextvars.ContextVar("airtable_purpose", default=None)
+
+
+@contextlib.contextmanager
+def calls_for(purpose: str) -> Iterator[None]:
+    """Label every Airtable call made inside the block (and in tasks it starts) with `purpose`."""
+    token = _purpose.set(purpose)
+    try:
+        yield
+    finally:
+        _purpose.reset(token)
 
 
 class _PacedAdapter(HTTPAdapter):
@@ -74,9 +96,12 @@ class AirtableClient:
         backoff_cap: float = 30.0,
         observe: RequestObserver = ignore_request,
         on_rate_limited: Callable[[], None] = lambda: None,
+        count_call: Callable[[str], None] = lambda purpose: None,
     ) -> None:
         self._api = Api(api_key, timeout=timeout, retry_strategy=None, endpoint_url=api_url)
         self._base_id = base_id
+        self._api_url = api_url.rstrip("/")
+        self._count_call = count_call
         self._limiter = RateLimiter(requests_per_second)
         adapter = _PacedAdapter(SendPacer(self._limiter.interval))
         self._api.session.mount("http://", adapter)
@@ -128,6 +153,12 @@ class AirtableClient:
     async def get_records(
         self, table: str, record_ids: Sequence[str], *, fields: Iterable[str] = ()
     ) -> dict[str, dict[str, Any]]:
+        with calls_for(_purpose.get() or PURPOSE_READ_BEFORE_WRITE):
+            return await self._get_records(table, record_ids, fields=fields)
+
+    async def _get_records(
+        self, table: str, record_ids: Sequence[str], *, fields: Iterable[str] = ()
+    ) -> dict[str, dict[str, Any]]:
         """Fields of the given records, keyed by id; ids that do not exist are absent."""
         found: dict[str, dict[str, Any]] = {}
         ids = [check_record_id(r) for r in dict.fromkeys(record_ids)]
@@ -150,10 +181,62 @@ class AirtableClient:
             }
             await self._request("PATCH", url, json=body)
 
+    # Webhooks (change notifications) and the base's schema --------------------------------------
+
+    def _hooks_url(self, *tail: str) -> str:
+        return "/".join([f"{self._api_url}/v0/bases/{quote(self._base_id, safe='')}/webhooks", *tail])
+
+    async def table_schema(self, table: str) -> tuple[str, dict[str, str]]:
+        """The table's id and its field ids by name (the webhooks API speaks only ids)."""
+        url = f"{self._api_url}/v0/meta/bases/{quote(self._base_id, safe='')}/tables"
+        answer = await self._request("GET", url)
+        for item in answer.get("tables", []) if isinstance(answer, dict) else []:
+            if isinstance(item, dict) and table in (item.get("id"), item.get("name")):
+                fields = {
+                    str(f["name"]): str(f["id"])
+                    for f in item.get("fields", [])
+                    if isinstance(f, dict) and "name" in f and "id" in f
+                }
+                return str(item["id"]), fields
+        raise AirtableRejected(404, "TABLE_NOT_FOUND", f"no table {table!r} in the base's schema")
+
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        answer = await self._request("GET", self._hooks_url())
+        hooks = answer.get("webhooks") if isinstance(answer, dict) else None
+        return [h for h in hooks if isinstance(h, dict)] if isinstance(hooks, list) else []
+
+    async def create_webhook(self, notification_url: str, specification: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"notificationUrl": notification_url, "specification": dict(specification)}
+        answer = await self._request("POST", self._hooks_url(), json=body)
+        return answer if isinstance(answer, dict) else {}
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._request("DELETE", self._hooks_url(quote(webhook_id, safe="")))
+
+    async def refresh_webhook(self, webhook_id: str) -> dict[str, Any]:
+        answer = await self._request("POST", self._hooks_url(quote(webhook_id, safe=""), "refresh"))
+        return answer if isinstance(answer, dict) else {}
+
+    async def enable_webhook_notifications(self, webhook_id: str) -> None:
+        url = self._hooks_url(quote(webhook_id, safe=""), "enableNotifications")
+        await self._request("POST", url, json={"enable": True})
+
+    async def webhook_payloads(self, webhook_id: str, cursor: int) -> dict[str, Any]:
+        """One page (up to 50) of payloads from `cursor`: {payloads, cursor, mightHaveMore}."""
+        url = self._hooks_url(quote(webhook_id, safe=""), "payloads")
+        answer = await self._request("GET", url, params={"cursor": cursor}, priority=READ)
+        if not isinstance(answer, dict) or not isinstance(answer.get("payloads"), list):
+            raise AirtableError("Airtable payloads answer has no 'payloads' list")
+        return answer
+
     async def _request(self, method: str, url: str, *, priority: int = WRITE, **kwargs: Any) -> Any:
         attempt = 0
+        purpose = _purpose.get() or (PURPOSE_WRITE if method in ("PATCH", "PUT", "POST") else PURPOSE_MIRROR)
+        if "/webhooks" in url and _purpose.get() is None:
+            purpose = PURPOSE_PAYLOADS if url.endswith("/payloads") else PURPOSE_UPKEEP
         while True:
             await self._limiter.acquire(priority)
+            self._count_call(purpose)
             try:
                 result = await asyncio.to_thread(self._api.request, method, url, **kwargs)
             except requests.HTTPError as exc:

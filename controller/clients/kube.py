@@ -227,6 +227,19 @@ class KubeClient:
         """PUT with the body's resourceVersion: a stale read loses with Conflict."""
         return await self._call("PUT", _lease_path(namespace, name), json=body, timeout=timeout)
 
+    # Secrets (the Airtable webhook's MAC secret and cursor) ---------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call("GET", _secret_path(namespace, name))
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", _secret_path(namespace), json=body)
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            "PATCH", _secret_path(namespace, name), json=patch, content_type="application/merge-patch+json"
+        )
+
     # Plumbing ------------------------------------------------------------------------------------
 
     async def _call(
@@ -350,4 +363,9 @@ def _mj_path(namespace: str | None, name: str | None = None) -> str:
 
 def _lease_path(namespace: str, name: str | None = None) -> str:
     path = f"/apis/coordination.k8s.io/v1/namespaces/{_seg(namespace)}/leases"
+    return f"{path}/{_seg(name)}" if name else path
+
+
+def _secret_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{_seg(namespace)}/secrets"
     return f"{path}/{_seg(name)}" if name else path

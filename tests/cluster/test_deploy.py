@@ -101,6 +101,9 @@ def installed(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         ("create", "events", NS, "yes"),
         ("get", "secrets", NS, "no"),
         ("list", "secrets", NS, "no"),
+        ("get", "secrets/mediajob-controller-airtable-webhook", NS, "yes"),
+        ("patch", "secrets/mediajob-controller-airtable-webhook", NS, "yes"),
+        ("get", "secrets/another-secret", NS, "no"),
         ("list", "pods", NS, "no"),
         ("delete", "mediajobs.media.phi.dev", NS, "yes"),  # clean-up after the TTL
         ("patch", "mediajobs.media.phi.dev", NS, "yes"),  # the mirror's re-submission patch

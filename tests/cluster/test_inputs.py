@@ -23,7 +23,7 @@ from controller.model import JobSpec, MediaJob, new_object
 from controller.naming import resource_name
 from controller.rows import JobRow, parse_job_row
 from controller.store import JobStore
-from controller.transitions import EventRecorder, Transitions
+from controller.transitions import EventRecorder, StatusWriter, Transitions
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
 from tests.cluster.test_leader import env_for
@@ -189,9 +189,8 @@ async def test_a_metric_failure_after_the_status_patch_loses_neither_the_job_nor
     name = resource_name(spec.airtable_record_id)
     job = MediaJob.from_object(await kube.create_mediajob(new_object(name, namespace, spec)))
     store = JobStore()
-    transitions = Transitions(
-        kube=kube, store=store, events=EventRecorder(kube, host="test", secrets=()), metrics=Metrics()
-    )
+    writer = StatusWriter(kube, store, EventRecorder(kube, host="test", secrets=()))
+    transitions = Transitions(kube=kube, store=store, writer=writer, metrics=Metrics())
     naive = datetime(2026, 11, 29, 10, 0)  # the point of the test
     updated = await transitions.apply(job, Complete("http://x/naive-date-1.mp4", "spaces", naive), checks=1)
     assert updated is not None

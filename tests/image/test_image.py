@@ -108,9 +108,10 @@ async def test_a_webhook_completes_a_job_in_the_container(
         "pod-hook", world, namespace, tmp_path, image, service_account, controlplane, POLLING_ENABLED="false"
     )
     url = f"http://127.0.0.1:{pod.port}/webhooks/nca?token={WEBHOOK_TOKEN}"
-    job = world.add_job("concatenate", queued_s=1, drop_webhook=False, webhook_url=url)
-    name = resource_name(job.record_id)
     with controllers(pod):
+        await until(lambda: pod.get("/readyz"), timeout=60, every=0.2)  # NCA posts once, never again
+        job = world.add_job("concatenate", queued_s=1, drop_webhook=False, webhook_url=url)
+        name = resource_name(job.record_id)
         await until(lambda: synced(kube, namespace, [job]), timeout=90, every=0.5)
     obj = await kube.get_mediajob(namespace, name)
     assert obj["status"]["completedVia"] == "webhook"

@@ -126,3 +126,17 @@ def test_the_process_and_gc_collectors_are_registered() -> None:
     names = series_names(Metrics())
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
     assert {"python_gc_collections_total", "python_info"} <= names
+
+
+def test_quota_alert_uses_the_projection_and_has_a_runbook() -> None:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    [quota] = [
+        r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "MediaJobAirtableQuotaProjected"
+    ]
+    assert used(quota["expr"]) == {
+        "mediajob_airtable_calls_projected_month",
+        "mediajob_airtable_monthly_quota",
+        "mediajob_airtable_quota_alert_share",
+    }
+    assert used(quota["expr"]) <= exported()
+    assert quota["annotations"]["runbook_url"] == RUNBOOKS + "airtable-quota"

@@ -1,0 +1,612 @@
+"""Push first: Airtable's change notifications (its webhooks API) drive the mirror.
+
+The leader keeps one webhook on the Jobs table, watching only the fields the mirror reads. A ping
+carries no data: it says "read the payloads". So a ping costs one call (more only when over 50
+payloads wait), the changed rows that are `processing` cost one call per 50, and a quiet table
+costs nothing but the upkeep: one listing of the webhooks per check period (is it alive, are pings
+failing, are payloads waiting unread), a refresh before the 7-day expiry, and a full listing of the
+`processing` rows every `full_every` as a safety net.
+
+State (the webhook id, its MAC secret and the payload cursor) lives in one Kubernetes Secret: the
+MAC secret is a credential, so it belongs in a Secret and never in a status field or a ConfigMap;
+and keeping the cursor beside it means a new leader resumes exactly where the old one committed.
+
+Pings may reach any replica (the Service balances them). Every replica verifies the MAC; the
+leader acts on a ping at once, a non-leader records it as an annotation on the Secret, which the
+leader reads every few seconds (API-server reads are not Airtable calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.changes import ChangeBatch, IncrementalPolling, list_processing, record_ids
+from controller.clients.airtable import (
+    PURPOSE_MIRROR,
+    PURPOSE_PAYLOADS,
+    PURPOSE_UPKEEP,
+    READ,
+    AirtableClient,
+    AirtableError,
+    AirtableRejected,
+    calls_for,
+)
+from controller.clients.kube import KubeClient, KubeError, NotFound
+from controller.model import fmt_time, parse_time, utcnow
+from controller.naming import check_record_id
+from controller.rows import (
+    FIELD_CREATED,
+    FIELD_EXTERNAL_ID,
+    FIELD_REQUEST,
+    FIELD_SEGMENT,
+    FIELD_STATUS,
+    FIELD_VIDEO,
+    MIRROR_FIELDS,
+)
+from controller.settings import Secret
+
+log = logging.getLogger(__name__)
+
+# Only changes to these fields make a payload (and so a ping); Notes and Response Payload do not.
+WATCHED_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_REQUEST, FIELD_CREATED, FIELD_SEGMENT, FIELD_VIDEO)
+REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
+IDS_PER_FETCH = 50
+ROWS_PER_PAGE = 100
+PING_ANNOTATION = "media.phi.dev/airtable-ping-at"
+_KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL = "webhookId", "macSecretBase64", "cursor", "notificationUrl"
+
+
+def mac_matches(secret_b64: str, body: bytes, header: str) -> bool:
+    """Airtable signs the raw body with HMAC-SHA256 keyed by the base64-decoded secret. Pure."""
+    try:
+        key = base64.b64decode(secret_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = "hmac-sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def webhook_spec(table_id: str, field_ids: dict[str, str]) -> dict[str, Any]:
+    """One table, its data only, the watched fields only; Status's value comes with each payload."""
+    watched = [field_ids[name] for name in WATCHED_FIELDS if name in field_ids]
+    filters: dict[str, Any] = {"dataTypes": ["tableData"], "recordChangeScope": table_id}
+    if watched:
+        filters["watchDataInFieldIds"] = watched
+    options: dict[str, Any] = {"filters": filters}
+    if FIELD_STATUS in field_ids:
+        options["includes"] = {"includeCellValuesInFieldIds": [field_ids[FIELD_STATUS]]}
+    return {"options": options}
+
+
+@dataclasses.dataclass
+class Changes:
+    fetch: set[str] = dataclasses.field(default_factory=set)  # may be `processing`: read the row
+    touched: set[str] = dataclasses.field(default_factory=set)  # changed in any way, or deleted
+
+
+def _status_value(value: Any) -> str | None:
+    """Single selects come as {id, name, color} in payloads, as text in the REST API."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) else None
+
+
+def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | None) -> Changes:
+    """The rows a run of payloads touched, and those that may now be `processing`. Pure.
+
+    A row whose payload shows a Status other than `processing` is not fetched: if a job of ours
+    was still processing it, the mirror reads it anyway (it is in `touched`)."""
+    status: dict[str, str | None] = {}
+    out = Changes()
+    for payload in payloads:
+        tables = payload.get("changedTablesById") if isinstance(payload, dict) else None
+        table = tables.get(table_id) if isinstance(tables, dict) else None
+        if not isinstance(table, dict):
+            continue
+        for key, part in (("createdRecordsById", None), ("changedRecordsById", "current")):
+            records = table.get(key)
+            for rid, change in records.items() if isinstance(records, dict) else ():
+                cells: dict[str, Any] = {}
+                if isinstance(change, dict):
+                    for section in (change,) if part is None else (change.get("unchanged"), change.get(part)):
+                        values = section.get("cellValuesByFieldId") if isinstance(section, dict) else None
+                        cells.update(values if isinstance(values, dict) else {})
+                known = status_field_id is not None and status_field_id in cells
+                previous = status.get(rid)
+                status[rid] = _status_value(cells[status_field_id]) if known and status_field_id else previous
+                if not known and rid not in status:
+                    status[rid] = None
+                out.touched.add(str(rid))
+        destroyed = table.get("destroyedRecordIds")
+        for rid in destroyed if isinstance(destroyed, list) else ():
+            status[str(rid)] = "(deleted)"
+            out.touched.add(str(rid))
+    out.fetch = {rid for rid, value in status.items() if value in (None, "processing")}
+    return out
+
+
+@dataclasses.dataclass
+class WebhookState:
+    webhook_id: str
+    mac_secret: Secret
+    cursor: int | None
+    notification_url: str
+    ping_at: str | None = None
+
+
+class SecretStateStore:
+    """The webhook's id, MAC secret and cursor in one Secret; pings seen by non-leaders as an annotation."""
+
+    def __init__(self, kube: KubeClient, *, namespace: str, name: str) -> None:
+        self._kube = kube
+        self.namespace = namespace
+        self.name = name
+
+    async def load(self) -> WebhookState | None:
+        """None when the Secret or its webhook id/secret is missing (a lost state: start afresh)."""
+        try:
+            body = await self._kube.get_secret(self.namespace, self.name)
+        except NotFound:
+            return None
+        data = body.get("data") or {}
+        values: dict[str, str] = {}
+        for key in (_KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL):
+            raw = data.get(key)
+            try:
+                values[key] = base64.b64decode(raw).decode() if isinstance(raw, str) else ""
+            except (binascii.Error, ValueError):
+                values[key] = ""
+        if not values[_KEY_ID] or not values[_KEY_SECRET]:
+            return None
+        cursor = int(values[_KEY_CURSOR]) if values[_KEY_CURSOR].isdigit() else None
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        return WebhookState(
+            webhook_id=values[_KEY_ID],
+            mac_secret=Secret(values[_KEY_SECRET]),
+            cursor=cursor if cursor and cursor >= 1 else None,
+            notification_url=values[_KEY_URL],
+            ping_at=annotations.get(PING_ANNOTATION),
+        )
+
+    async def save(self, state: WebhookState) -> None:
+        string_data = {
+            _KEY_ID: state.webhook_id,
+            _KEY_SECRET: state.mac_secret.reveal(),
+            _KEY_CURSOR: str(state.cursor or ""),
+            _KEY_URL: state.notification_url,
+        }
+        try:
+            await self._kube.patch_secret(self.namespace, self.name, {"stringData": string_data})
+        except NotFound:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "mediajob-controller"},
+                },
+                "type": "Opaque",
+                "stringData": string_data,
+            }
+            await self._kube.create_secret(self.namespace, body)
+
+    async def save_cursor(self, cursor: int) -> None:
+        await self._kube.patch_secret(self.namespace, self.name, {"stringData": {_KEY_CURSOR: str(cursor)}})
+
+    async def mark_ping(self, at: datetime) -> None:
+        patch = {"metadata": {"annotations": {PING_ANNOTATION: fmt_time(at)}}}
+        await self._kube.patch_secret(self.namespace, self.name, patch)
+
+
+class PingReceiver:
+    """Every replica's handler of `POST /webhooks/airtable`: verify, then wake the leader."""
+
+    RELOAD_EVERY = 10.0  # seconds between re-reads of the Secret when a MAC does not match
+
+    def __init__(
+        self,
+        store: SecretStateStore,
+        *,
+        leader_source: Callable[[], PushSource | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._leader_source = leader_source
+        self._clock = clock
+        self._state: WebhookState | None = None
+        self._loaded_at = -math.inf
+
+    async def _secret(self, *, reload: bool) -> str | None:
+        source = self._leader_source()
+        if source is not None and source.state is not None:
+            return source.state.mac_secret.reveal()
+        if (reload or self._state is None) and self._clock() - self._loaded_at >= self.RELOAD_EVERY:
+            self._loaded_at = self._clock()
+            self._state = await self._store.load()
+        return self._state.mac_secret.reveal() if self._state else None
+
+    async def receive(self, body: bytes, mac_header: str) -> tuple[int, str]:
+        """(HTTP status, result word). No Airtable call is ever made here."""
+        try:
+            secret = await self._secret(reload=False)
+            if secret is None or not mac_matches(secret, body, mac_header):
+                secret = await self._secret(reload=True)
+            if secret is None:
+                return 503, "no-webhook-yet"
+            if not mac_matches(secret, body, mac_header):
+                return 401, "bad-mac"
+            source = self._leader_source()
+            if source is not None:
+                source.wake()
+                return 204, "woken"
+            await self._store.mark_ping(utcnow())
+            return 204, "forwarded"
+        except KubeError as exc:
+            log.warning("Airtable ping not handled (Kubernetes API: %s); Airtable will retry", exc)
+            return 503, "error"
+
+
+class PushSource:
+    """The mirror's change source on the leader while the webhook works.
+
+    Modes: `push` (payloads read on pings), `payload-polling` (the webhook lives but its pings do
+    not reach us: read payloads every interval, still cheap and exact) and `listing` (no usable
+    webhook: incremental polling)."""
+
+    def __init__(
+        self,
+        *,
+        airtable: AirtableClient,
+        store: SecretStateStore,
+        table: str,
+        notification_url: str,
+        interval: float,
+        check_every: float,
+        full_every: float,
+        processing_count: Callable[[], int],
+        fallback: IncrementalPolling,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._airtable = airtable
+        self._store = store
+        self._table = table
+        self._url = notification_url
+        self._interval = interval
+        self._check_every = check_every
+        self._full_every = full_every
+        self._processing_count = processing_count
+        self._fallback = fallback
+        self._clock = clock
+        self._now = now
+        self._wake = asyncio.Event()
+        self.state: WebhookState | None = None
+        self.mode = "starting"
+        self._table_id: str | None = None
+        self._status_field: str | None = None
+        self._need_full = True
+        self._last_full = -math.inf
+        self._last_check = -math.inf
+        self._last_read = -math.inf
+        self._pinged = False  # a ping arrived since the last upkeep
+        self._ping_seen: str | None = None
+        # A ping after a quiet spell is read at once; under a stream of pings (our own write-backs
+        # make them too) reads are spaced by half an interval: discovery stays within one interval
+        # and a busy table costs at most about two reads (and two fetches) per interval.
+        self.spacing = max(interval / 2, 0.05)
+        self.fetches = 0
+        self._uncommitted = False
+        self._uncommitted_before = False
+        self._woken = True  # the first batch after start reads whatever waits
+        self._started_at = now()
+        self._field_ids: dict[str, str] = {}
+
+    # ------------------------------------------------------------ wake-ups
+
+    def wake(self) -> None:
+        self._pinged = True
+        if self.mode == "payload-polling":
+            log.info("Airtable pings arrive again: back to push")
+            self.mode = "push"
+        self._wake.set()
+
+    async def wait(self, interval: float) -> None:
+        """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
+        degraded mode; a ping recorded by another replica is looked for every few seconds."""
+        look = max(min(interval / 4, 15.0), 0.05)
+        entered = self._clock()
+        while True:
+            now = self._clock()
+            due = self._last_check + self._check_every
+            if self.mode != "listing":  # (listing: the fallback keeps its own full resync)
+                due = min(due, self._last_full + self._full_every)
+            if self.mode != "push" or self._uncommitted:  # degraded, or the last cycle failed
+                due = min(due, entered + interval)
+            if self._wake.is_set():
+                due = min(due, self._last_read + self.spacing)
+            if due <= now:
+                self._woken = self._wake.is_set()
+                self._wake.clear()
+                return
+            try:
+                async with asyncio.timeout(min(due - now, look)):
+                    await self._wake.wait()
+            except TimeoutError:
+                await self._look_for_forwarded_ping()
+            if self._wake.is_set():
+                # keep waiting out the spacing, without spinning on the set event
+                rest = self._last_read + self.spacing - self._clock()
+                if rest > 0:
+                    await asyncio.sleep(min(rest, look))
+
+    async def _look_for_forwarded_ping(self) -> None:
+        if self.state is None:
+            return
+        try:
+            stored = await self._store.load()
+        except KubeError:
+            return
+        mark = stored.ping_at if stored else None
+        if mark and mark != self._ping_seen:
+            if self._ping_seen is not None or self._started_before(mark):
+                self.wake()
+            self._ping_seen = mark
+
+    def _started_before(self, mark: str) -> bool:
+        at = parse_time(mark)
+        return at is not None and at >= self._started_at - timedelta(seconds=1)
+
+    # ------------------------------------------------------------ batches
+
+    async def next_batch(self) -> ChangeBatch:
+        """The next batch; until it is committed, `wait` retries after one interval at most."""
+        self._uncommitted_before, self._uncommitted = self._uncommitted, True
+        batch = await self._next_batch()
+        self._woken = False
+        inner = batch.commit
+
+        async def commit() -> None:
+            await inner()
+            self._uncommitted = False
+
+        return dataclasses.replace(batch, commit=commit)
+
+    async def _next_batch(self) -> ChangeBatch:
+        retry_due = self._clock() - self._last_check >= self._check_every
+        if self.state is None and (self.mode != "listing" or retry_due):
+            await self._ensure()  # without a webhook, tried again once per check period
+        if self.mode == "listing":
+            return await self._fallback.next_batch()
+        if self._clock() - self._last_check >= self._check_every:
+            await self._upkeep()
+        if self.mode == "listing":
+            return await self._fallback.next_batch()
+        if self._need_full or self._clock() - self._last_full >= self._full_every:
+            return await self._full_batch()
+        if self.mode == "push" and not self._woken and not self._uncommitted_before:
+            return ChangeBatch([], complete=False)  # only the upkeep was due: nothing to read
+        return await self._payload_batch()
+
+    async def _full_batch(self) -> ChangeBatch:
+        """Every processing row; the cursor is taken first, so nothing after it is missed."""
+        state = self.state
+        assert state is not None
+        cursor = state.cursor
+        if cursor is None:
+            cursor = await self._next_cursor()
+        records = await list_processing(self._airtable, self._table)
+        started = self._clock()
+
+        async def commit() -> None:
+            if state.cursor != cursor:
+                await self._store.save_cursor(cursor)
+                state.cursor = cursor
+            self._need_full = False
+            self._last_full = started
+
+        return ChangeBatch(records, complete=True, commit=commit)
+
+    async def _payload_batch(self) -> ChangeBatch:
+        state = self.state
+        assert state is not None
+        assert state.cursor is not None
+        self._last_read = self._clock()
+        cursor = state.cursor
+        payloads: list[Any] = []
+        with calls_for(PURPOSE_PAYLOADS):
+            while True:
+                try:
+                    page = await self._airtable.webhook_payloads(state.webhook_id, cursor)
+                except AirtableRejected as exc:
+                    if exc.status == 404:
+                        log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
+                        self.state = None
+                        await self._ensure()
+                        if self.mode == "listing":
+                            return await self._fallback.next_batch()
+                        return await self._full_batch()
+                    raise
+                payloads.extend(page["payloads"])
+                next_cursor = page.get("cursor")
+                if isinstance(next_cursor, int) and next_cursor >= cursor:
+                    cursor = next_cursor
+                if not page.get("mightHaveMore") or not page["payloads"]:
+                    break
+        assert self._table_id is not None
+        changes = read_changes(payloads, self._table_id, self._status_field)
+        records, complete = await self._fetch(changes.fetch)
+
+        async def commit() -> None:
+            if cursor != state.cursor:
+                await self._store.save_cursor(cursor)
+                state.cursor = cursor
+            if complete:
+                self._last_full = self._last_read
+
+        return ChangeBatch(records, complete=complete, touched=frozenset(changes.touched), commit=commit)
+
+    async def _fetch(self, ids: set[str]) -> tuple[list[dict[str, Any]], bool]:
+        """The changed rows that are `processing`: by id (50 a call), or by one full listing when
+        that is fewer calls (a burst of new rows)."""
+        if not ids:
+            return [], False
+        by_id = math.ceil(len(ids) / IDS_PER_FETCH)
+        full = math.ceil((self._processing_count() + len(ids)) / ROWS_PER_PAGE)
+        if full < by_id:
+            return await list_processing(self._airtable, self._table), True
+        records: list[dict[str, Any]] = []
+        ordered = sorted(_valid_ids(ids))
+        with calls_for(PURPOSE_MIRROR):
+            for start in range(0, len(ordered), IDS_PER_FETCH):
+                chunk = ordered[start : start + IDS_PER_FETCH]
+                formula = (
+                    "AND({Status}='processing',OR(" + ",".join(f"RECORD_ID()='{r}'" for r in chunk) + "))"
+                )
+                self.fetches += 1
+                records += await self._airtable.list_records(
+                    self._table, formula=formula, fields=MIRROR_FIELDS, priority=READ
+                )
+        return records, False
+
+    # ------------------------------------------------------------ the webhook's life
+
+    async def _ensure(self) -> None:
+        """Adopt the webhook named in the Secret, else create one; on failure fall back to listing."""
+        self._started_at = self._now()
+        try:
+            with calls_for(PURPOSE_UPKEEP):
+                await self._ensure_inner()
+        except AirtableError as exc:
+            if self.mode != "listing":
+                log.warning(
+                    "Airtable change notifications unavailable (%s): polling incrementally instead", exc
+                )
+            self.mode = "listing"
+            self.state = None
+            self._fallback.force_full()
+            self._last_check = self._clock()
+            return
+        self._last_check = self._clock()
+
+    async def _ensure_inner(self) -> None:
+        if self._table_id is None:
+            self._table_id, fields = await self._airtable.table_schema(self._table)
+            self._status_field = fields.get(FIELD_STATUS)
+            self._field_ids = fields
+        state = await self._store.load()
+        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
+        if state is not None and state.webhook_id in hooks and state.notification_url == self._url:
+            hook = hooks[state.webhook_id]
+            if state.cursor is None:
+                log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
+                self._need_full = True
+            elif self._need_full:
+                # a new leader resumes at the saved cursor: the payloads since cover everything
+                self._need_full = False
+                self._last_full = self._clock()
+            self.state = state
+            self.mode = "push" if hook.get("areNotificationsEnabled", True) else "payload-polling"
+            await self._keep_alive(hook)
+            log.info("adopted Airtable webhook %s at cursor %s", state.webhook_id, state.cursor)
+            return
+        for old_id, hook in hooks.items():
+            if hook.get("notificationUrl") == self._url or (state is not None and old_id == state.webhook_id):
+                # ours from an earlier life (its secret lost, or its URL changed): replace it
+                log.info("deleting Airtable webhook %s, which cannot be adopted", old_id)
+                await self._airtable.delete_webhook(old_id)
+        created = await self._airtable.create_webhook(
+            self._url, webhook_spec(self._table_id, self._field_ids)
+        )
+        new_id, secret = created.get("id"), created.get("macSecretBase64")
+        if not isinstance(new_id, str) or not isinstance(secret, str):
+            raise AirtableError("Airtable's create-webhook answer has no id or secret")
+        self.state = WebhookState(new_id, Secret(secret), cursor=1, notification_url=self._url)
+        await self._store.save(self.state)
+        self._need_full = True
+        self.mode = "push"
+        log.info("created Airtable webhook %s on table %s", new_id, self._table)
+
+    async def _upkeep(self) -> None:
+        """One listing of the webhooks: alive? pings failing? payloads waiting unread? expiring?"""
+        state = self.state
+        assert state is not None
+        self._last_check = self._clock()
+        pinged, self._pinged = self._pinged, False
+        try:
+            with calls_for(PURPOSE_UPKEEP):
+                hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
+                hook = hooks.get(state.webhook_id)
+                if hook is None:
+                    log.warning(
+                        "the Airtable webhook %s is gone (expired or deleted): recreating it",
+                        state.webhook_id,
+                    )
+                    self.state = None
+                    await self._ensure_inner()
+                    return
+                waiting = int(hook.get("cursorForNextPayload") or 0) > (state.cursor or 0)
+                result = hook.get("lastNotificationResult")
+                failing = isinstance(result, dict) and result.get("success") is False
+                if not hook.get("areNotificationsEnabled", True):
+                    await self._airtable.enable_webhook_notifications(state.webhook_id)
+                    failing = True
+                if (waiting and not pinged) or failing:
+                    if self.mode == "push":
+                        log.warning("Airtable pings are not reaching us: reading payloads every interval")
+                    self.mode = "payload-polling"
+                    self._wake.set()
+                await self._keep_alive(hook)
+        except AirtableError as exc:
+            log.warning("Airtable webhook upkeep failed: %s", exc)
+
+    async def _keep_alive(self, hook: dict[str, Any]) -> None:
+        assert self.state is not None
+        expires = parse_time(hook.get("expirationTime"))
+        left = expires - self._now() if expires else None
+        if left is not None and left < REFRESH_BEFORE:
+            await self._airtable.refresh_webhook(self.state.webhook_id)
+            log.info("refreshed Airtable webhook %s (it had %s left)", self.state.webhook_id, left)
+
+    async def _next_cursor(self) -> int:
+        state = self.state
+        assert state is not None
+        with calls_for(PURPOSE_UPKEEP):
+            for hook in await self._airtable.list_webhooks():
+                if hook.get("id") == state.webhook_id:
+                    return max(int(hook.get("cursorForNextPayload") or 1), 1)
+        return 1
+
+
+def _valid_ids(ids: Iterable[str]) -> list[str]:
+    out = []
+    for rid in ids:
+        try:
+            out.append(check_record_id(rid))
+        except ValueError:
+            continue
+    return out
+
+
+__all__ = [
+    "ChangeBatch",
+    "PingReceiver",
+    "PushSource",
+    "SecretStateStore",
+    "WebhookState",
+    "mac_matches",
+    "read_changes",
+    "record_ids",
+    "webhook_spec",
+]

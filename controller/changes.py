@@ -1,0 +1,163 @@
+"""Where the mirror learns which Jobs rows to look at: a change source.
+
+Airtable caps API calls per month (1,000 on Free, 100,000 on Team), so how the mirror finds rows
+is a quota decision. A source hands the mirror a batch of `processing` rows and says how much of
+the table it covers:
+
+- `FullListing`: every `processing` row, every interval (one call per 100 rows, even when idle);
+- `IncrementalPolling`: only rows modified since the last cycle (`LAST_MODIFIED_TIME()`), and every
+  row on a long period: the fallback when change notifications are not configured;
+- `controller.airtable_push.PushSource`: Airtable's webhooks (near-zero calls when idle).
+
+A batch is committed only after the mirror handled it, so a failed cycle reads the same changes
+again instead of losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from controller.clients.airtable import PURPOSE_MIRROR, READ, AirtableClient, calls_for
+from controller.rows import FIELD_STATUS, MIRROR_FIELDS
+
+PROCESSING_FORMULA = "{Status}='processing'"
+# How far back an incremental listing reaches before the previous cycle's start: covers clock
+# skew between this pod and Airtable, and writes that landed while the previous listing ran.
+INCREMENTAL_OVERLAP = timedelta(seconds=60)
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangeBatch:
+    """`records`: the `processing` rows to mirror. `complete`: they are all of them, so a job whose
+    row is absent has left `processing`. Otherwise only the rows in `touched` (changed in any way,
+    or deleted) may have left it."""
+
+    records: list[dict[str, Any]]
+    complete: bool
+    touched: frozenset[str] = frozenset()
+    commit: Callable[[], Awaitable[None]] = _nothing
+
+    def may_have_departed(self, record_id: str) -> bool:
+        return self.complete or record_id in self.touched
+
+
+class ChangeSource(Protocol):
+    async def next_batch(self) -> ChangeBatch: ...
+
+    async def wait(self, interval: float) -> None:
+        """Return when the next batch is due (at the latest after `interval` for polling sources)."""
+
+
+def is_processing(record: Any) -> bool:
+    fields = record.get("fields") if isinstance(record, dict) else None
+    return isinstance(fields, dict) and fields.get(FIELD_STATUS) == "processing"
+
+
+def record_ids(records: list[dict[str, Any]]) -> frozenset[str]:
+    return frozenset(str(r["id"]) for r in records if isinstance(r, dict) and isinstance(r.get("id"), str))
+
+
+async def list_processing(airtable: AirtableClient, table: str) -> list[dict[str, Any]]:
+    with calls_for(PURPOSE_MIRROR):
+        return await airtable.list_records(
+            table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
+        )
+
+
+class FullListing:
+    """The original mirror: every `processing` row, every interval."""
+
+    def __init__(self, airtable: AirtableClient, table: str) -> None:
+        self._airtable = airtable
+        self._table = table
+
+    async def next_batch(self) -> ChangeBatch:
+        return ChangeBatch(await list_processing(self._airtable, self._table), complete=True)
+
+    async def wait(self, interval: float) -> None:
+        await asyncio.sleep(interval)
+
+
+def airtable_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def modified_since_formula(since: datetime) -> str:
+    """Rows modified after `since`; LAST_MODIFIED_TIME() is the creation time of a row never edited."""
+    return f"IS_AFTER(LAST_MODIFIED_TIME(), '{airtable_time(since)}')"
+
+
+class IncrementalPolling:
+    """Rows changed since the last cycle, and every `processing` row every `full_every` seconds.
+
+    Idle, it still costs one call per interval (the listing answers empty); what it saves is pages:
+    a cycle costs one call per 100 changed rows instead of one per 100 processing rows.
+    """
+
+    def __init__(
+        self,
+        airtable: AirtableClient,
+        table: str,
+        *,
+        full_every: float,
+        overlap: timedelta = INCREMENTAL_OVERLAP,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._airtable = airtable
+        self._table = table
+        self._full_every = full_every
+        self._overlap = overlap
+        self._now = now
+        self._clock = clock
+        self._since: datetime | None = None
+        self._last_full: float | None = None
+        self.full_listings = 0
+        self.incremental_listings = 0
+
+    def full_due(self) -> bool:
+        return (
+            self._since is None
+            or self._last_full is None
+            or self._clock() - self._last_full >= self._full_every
+        )
+
+    def force_full(self) -> None:
+        self._last_full = None
+
+    async def next_batch(self) -> ChangeBatch:
+        started, started_clock = self._now(), self._clock()
+
+        async def commit_full() -> None:
+            self._since, self._last_full = started - self._overlap, started_clock
+
+        async def commit_incremental() -> None:
+            self._since = started - self._overlap
+
+        if self.full_due():
+            self.full_listings += 1
+            return ChangeBatch(await list_processing(self._airtable, self._table), True, commit=commit_full)
+        assert self._since is not None
+        self.incremental_listings += 1
+        with calls_for(PURPOSE_MIRROR):
+            changed = await self._airtable.list_records(
+                self._table, formula=modified_since_formula(self._since), fields=MIRROR_FIELDS, priority=READ
+            )
+        return ChangeBatch(
+            [r for r in changed if is_processing(r)],
+            complete=False,
+            touched=record_ids(changed),
+            commit=commit_incremental,
+        )
+
+    async def wait(self, interval: float) -> None:
+        await asyncio.sleep(interval)

@@ -1,0 +1,401 @@
+"""Push first: the webhook manager against the Airtable simulator, its pings over real HTTP, and its
+state in a real Secret on the local API server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
+from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
+from controller.clients.airtable import AirtableClient, AirtableError
+from controller.clients.kube import KubeClient
+from controller.http import HttpServer
+from controller.metrics import Metrics
+from sandbox import AirtableSimulator
+from sandbox.controlplane import free_port
+from sandbox.world import World as SimWorld
+from tests.harness import until
+
+KEY = "patSandboxKey.0123456789"
+BASE = "appSandboxBase001"
+FIELDS = [
+    "Status",
+    "External Job ID",
+    "Request Payload",
+    "Response Payload",
+    "Notes",
+    "Created Time",
+    "Segment",
+    "Video",
+]
+INTERVAL = 12.0  # POLLING_INTERVAL_MINUTES = 0.2
+
+
+@dataclasses.dataclass
+class Rig:
+    sim: AirtableSimulator
+    airtable: AirtableClient
+    store: SecretStateStore
+    http_url: str
+    hook_url: str
+    leader: dict[str, PushSource | None]
+    metrics: Metrics
+
+    def source(self, *, processing: int = 0) -> PushSource:
+        source = PushSource(
+            airtable=self.airtable,
+            store=self.store,
+            table="Jobs",
+            notification_url=self.hook_url,
+            interval=INTERVAL,
+            check_every=3600,
+            full_every=6 * 3600,
+            processing_count=lambda: processing,
+            fallback=IncrementalPolling(self.airtable, "Jobs", full_every=6 * 3600),
+        )
+        self.leader["source"] = source
+        return source
+
+    def add_row(self, i: int, status: str = "processing") -> str:
+        return self.sim.add_record(
+            BASE,
+            "Jobs",
+            {
+                "Status": status,
+                "External Job ID": f"job-{i:05d}",
+                "Request Payload": json.dumps({"operation": "transcribe"}),
+                "Created Time": "2026-11-29T00:00:00.000Z",
+            },
+        )
+
+
+@pytest.fixture
+async def rig(namespace: str, kube: KubeClient) -> AsyncIterator[Rig]:
+    async with AirtableSimulator(KEY, rate_limit_per_s=5, penalty_s=1) as sim:
+        sim.set_schema(BASE, "Jobs", FIELDS)
+        sim.add_record(BASE, "Jobs", {"Status": "completed", "External Job ID": "old"})
+        port = free_port()
+        airtable = AirtableClient(
+            api_key=KEY,
+            base_id=BASE,
+            api_url=sim.url,
+            requests_per_second=4.5,
+            penalty_seconds=1,
+            backoff_base=0.01,
+            backoff_cap=0.05,
+        )
+        store = SecretStateStore(kube, namespace=namespace, name="airtable-webhook")
+        leader: dict[str, PushSource | None] = {"source": None}
+        metrics = Metrics()
+        pings = PingReceiver(store, leader_source=lambda: leader["source"])
+        http = HttpServer(
+            port=port,
+            token="nca-token-0123456789",
+            metrics=metrics,
+            receiver=lambda: None,
+            ready=lambda: True,
+            host="127.0.0.1",
+            airtable_ping=pings.receive,
+        )
+        await http.start()
+        try:
+            yield Rig(
+                sim,
+                airtable,
+                store,
+                f"http://127.0.0.1:{port}",
+                f"http://127.0.0.1:{port}/webhooks/airtable",
+                leader,
+                metrics,
+            )
+        finally:
+            await http.stop()
+            await airtable.close()
+
+
+async def batch_after_wait(source: PushSource, timeout: float = INTERVAL) -> ChangeBatch:
+    async with asyncio.timeout(timeout):
+        await source.wait(INTERVAL)
+    batch = await source.next_batch()
+    await batch.commit()
+    return batch
+
+
+async def started(rig: Rig) -> PushSource:
+    """A leader whose first (full) batch is done: the webhook exists and the cursor is saved."""
+    source = rig.source()
+    first = await source.next_batch()
+    await first.commit()
+    assert first.complete
+    assert source.mode == "push"
+    return source
+
+
+def signed(secret_b64: str, body: bytes) -> str:
+    return "hmac-sha256=" + hmac.new(base64.b64decode(secret_b64), body, hashlib.sha256).hexdigest()
+
+
+async def test_a_burst_of_1000_new_rows_is_discovered_within_one_interval(rig: Rig) -> None:
+    source = await started(rig)
+    [hook] = rig.sim.webhooks.hooks.values()
+    spec = hook.specification["options"]
+    assert spec["filters"]["recordChangeScope"] == rig.sim.table_id(BASE, "Jobs")
+    watched = {rig.sim.field_id(BASE, "Jobs", f) for f in ("Status", "External Job ID", "Request Payload")}
+    assert watched <= set(spec["filters"]["watchDataInFieldIds"])
+    assert rig.sim.field_id(BASE, "Jobs", "Notes") not in spec["filters"]["watchDataInFieldIds"]
+    calls_before = rig.sim.count()
+    burst_at = time.monotonic()
+    ids = {rig.add_row(i) for i in range(1000)}
+    found: set[str] = set()
+    while found != ids and time.monotonic() - burst_at < INTERVAL:
+        batch = await batch_after_wait(source)
+        found |= {r["id"] for r in batch.records}
+    took = time.monotonic() - burst_at
+    assert found == ids
+    assert took < INTERVAL, took
+    calls = rig.sim.count() - calls_before
+    # 1,000 payloads are 20 pages, and the rows one listing of 10 pages (cheaper than 20 by id)
+    assert calls <= 32, calls
+    assert sum(1 for _, status in rig.sim.webhooks.pings if status == 204) >= 1
+
+
+async def test_a_bad_mac_is_refused_with_401_and_no_airtable_call(rig: Rig) -> None:
+    source = await started(rig)
+    state = source.state
+    assert state is not None
+    body = json.dumps(
+        {"base": {"id": BASE}, "webhook": {"id": state.webhook_id}, "timestamp": "now"}
+    ).encode()
+    good = signed(state.mac_secret.reveal(), body)
+    calls = rig.sim.count()
+    async with httpx.AsyncClient() as client:
+        for header in ("", "hmac-sha256=00", good[:-1] + ("0" if good[-1] != "0" else "1"), "\u00e9" * 10):
+            answer = await client.post(
+                rig.hook_url, content=body, headers={"X-Airtable-Content-MAC": header.encode("utf-8")}
+            )
+            assert answer.status_code == 401, header
+        forged = await client.post(
+            rig.hook_url, content=body + b" ", headers={"X-Airtable-Content-MAC": good}
+        )
+        assert forged.status_code == 401
+        assert rig.sim.count() == calls  # nothing reached Airtable
+        ok = await client.post(rig.hook_url, content=body, headers={"X-Airtable-Content-MAC": good})
+        assert ok.status_code == 204
+    assert rig.sim.count() == calls
+
+
+async def test_an_expired_webhook_is_recreated_and_everything_resynced(rig: Rig) -> None:
+    source = await started(rig)
+    state = source.state
+    assert state is not None
+    old_id = state.webhook_id
+    rig.sim.webhooks.expire(old_id)
+    row = rig.add_row(1)  # no ping: the webhook is dead
+    source.wake()  # e.g. the hourly upkeep or a late ping
+    batch = await batch_after_wait(source)
+    assert batch.complete
+    assert row in {r["id"] for r in batch.records}
+    assert source.state is not None
+    assert source.state.webhook_id != old_id
+    assert list(rig.sim.webhooks.hooks) == [source.state.webhook_id]
+    stored = await rig.store.load()
+    assert stored is not None
+    assert stored.webhook_id == source.state.webhook_id
+    # the new webhook pings again
+    later = rig.add_row(2)
+    batch = await batch_after_wait(source)
+    assert [r["id"] for r in batch.records] == [later]
+
+
+async def test_the_hourly_upkeep_finds_an_expired_webhook_and_refreshes_before_expiry(rig: Rig) -> None:
+    source = await started(rig)
+    state = source.state
+    assert state is not None
+    hook = rig.sim.webhooks.hooks[state.webhook_id]
+    hook.expiration = datetime.now(UTC) + timedelta(days=2)
+    source._last_check = -1e9  # the upkeep is due
+    await (await source.next_batch()).commit()
+    assert hook.expiration - datetime.now(UTC) > timedelta(days=6)
+    assert rig.sim.count("POST", "/refresh") == 1
+
+
+async def test_a_lost_cursor_resyncs_every_processing_row(rig: Rig, kube: KubeClient) -> None:
+    source = await started(rig)
+    state = source.state
+    assert state is not None
+    row = rig.add_row(1)
+    await asyncio.sleep(0.3)
+    await kube.patch_secret(rig.store.namespace, rig.store.name, {"stringData": {"cursor": ""}})
+    rig.leader["source"] = None
+    again = rig.source()  # a restart with the cursor gone
+    batch = await again.next_batch()
+    await batch.commit()
+    assert batch.complete
+    assert row in {r["id"] for r in batch.records}
+    assert again.state is not None
+    assert again.state.webhook_id == state.webhook_id  # adopted, not recreated
+    stored = await rig.store.load()
+    assert stored is not None
+    assert stored.cursor == rig.sim.webhooks.hooks[state.webhook_id].to_api()["cursorForNextPayload"]
+
+
+async def test_a_leader_change_keeps_the_cursor_and_a_non_leader_forwards_pings(rig: Rig) -> None:
+    first = await started(rig)
+    rig.add_row(1)
+    batch = await batch_after_wait(first)
+    assert len(batch.records) == 1
+    assert first.state is not None
+    cursor = first.state.cursor
+    assert cursor is not None
+    assert cursor > 1
+    hook_id = first.state.webhook_id
+    # The leader goes away; for a while no replica leads, and pings go to a non-leader.
+    rig.leader["source"] = None
+    row = rig.add_row(2)
+    await until(lambda: len(rig.sim.webhooks.pings) >= 2 and rig.sim.webhooks.pings[-1][1] == 204, timeout=5)
+    stored = await rig.store.load()
+    assert stored is not None
+    assert stored.cursor == cursor
+    assert stored.ping_at  # the non-leader recorded the ping
+    # The new leader adopts the webhook and resumes at the saved cursor: no full resync.
+    second = rig.source()
+    payload_reads = rig.sim.count("GET", "/payloads")
+    batch = await second.next_batch()
+    await batch.commit()
+    assert second.state is not None
+    assert second.state.webhook_id == hook_id
+    assert not batch.complete
+    assert [r["id"] for r in batch.records] == [row]
+    reads = [r for r in rig.sim.requests if r.path.endswith("/payloads")][payload_reads:]
+    assert [r.query["cursor"] for r in reads] == [[str(cursor)]]
+    # A ping that reaches a non-leader while the leader runs wakes the leader through the Secret.
+    third = rig.add_row(3)
+    rig.leader["source"] = None  # this ping lands on "the other replica"
+    await until(lambda: len(rig.sim.webhooks.pings) >= 3 and rig.sim.webhooks.pings[-1][1] == 204, timeout=5)
+    rig.leader["source"] = second
+    batch = await batch_after_wait(second, timeout=INTERVAL / 4 + 5)
+    assert [r["id"] for r in batch.records] == [third]
+
+
+async def test_incremental_polling_lists_only_changed_rows(rig: Rig) -> None:
+    # A clock one overlap ahead: the cycle's "since" is then exactly the previous cycle's start.
+    polling = IncrementalPolling(
+        rig.airtable, "Jobs", full_every=3600, now=lambda: datetime.now(UTC) + INCREMENTAL_OVERLAP
+    )
+    rows = [rig.add_row(i) for i in range(3)]
+    await asyncio.sleep(1.1)  # LAST_MODIFIED_TIME() is compared to the second
+    first = await polling.next_batch()
+    await first.commit()
+    assert first.complete
+    assert {r["id"] for r in first.records} == set(rows)
+    await asyncio.sleep(1.1)
+    rig.sim.set_fields(BASE, "Jobs", rows[0], {"Status": "failed"})
+    new = rig.add_row(9)
+    batch = await polling.next_batch()
+    await batch.commit()
+    assert not batch.complete
+    assert {r["id"] for r in batch.records} == {new}
+    assert batch.touched == {rows[0], new}
+    assert batch.may_have_departed(rows[0])
+    assert not batch.may_have_departed(rows[1])
+    listing = [r for r in rig.sim.requests if r.path.endswith("/Jobs")][-1]
+    assert "LAST_MODIFIED_TIME()" in str(listing.query) + str(listing.json)
+
+
+async def test_pings_that_stop_arriving_switch_to_reading_payloads_every_interval(rig: Rig) -> None:
+    source = await started(rig)
+    assert source.state is not None
+    hook = rig.sim.webhooks.hooks[source.state.webhook_id]
+    hook.notification_url = "http://127.0.0.1:9/unreachable"  # pings now fail
+    row = rig.add_row(1)
+    await until(lambda: hook.pings_failed >= 1, timeout=5)
+    source._last_check = -1e9  # the hourly upkeep falls due
+    batch = await batch_after_wait(source, timeout=2)
+    assert source.mode == "payload-polling"
+    assert [r["id"] for r in batch.records] == [row]
+    later = rig.add_row(2)
+    started_at = time.monotonic()
+    batch = await batch_after_wait(source, timeout=INTERVAL + 2)  # no ping needed
+    assert time.monotonic() - started_at <= INTERVAL + 1
+    assert [r["id"] for r in batch.records] == [later]
+
+
+async def test_a_failed_payload_read_is_retried_within_an_interval(rig: Rig) -> None:
+    source = await started(rig)
+    rig.sim.faults.fail_next(6, status=503, path_contains="/payloads")
+    row = rig.add_row(1)
+    async with asyncio.timeout(5):
+        await source.wait(INTERVAL)
+    with pytest.raises(AirtableError):
+        await source.next_batch()
+    batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert [r["id"] for r in batch.records] == [row]
+
+
+async def test_the_operator_in_push_mode_mirrors_new_rows_from_pings(
+    world: SimWorld, namespace: str, kube: KubeClient
+) -> None:
+    from tests.harness import mediajob, running, settings_for
+
+    world.add_job("combine", register_in_nca=False, job_id="before-start")
+    port = free_port()
+    settings = settings_for(
+        world,
+        namespace,
+        POLLING_ENABLED="false",
+        POLLING_INTERVAL_MINUTES="0.2",
+        HTTP_PORT=str(port),
+        AIRTABLE_WEBHOOK_URL=f"http://127.0.0.1:{port}/webhooks/airtable",
+    )
+    async with running(settings) as runtime:
+        await until(lambda: runtime.mirror is not None and runtime.mirror.cycles >= 1, timeout=30)
+        assert runtime.push is not None
+        assert runtime.push.mode == "push"
+        assert len(world.airtable.webhooks.hooks) == 1
+        listings = world.airtable.count("GET", "/Jobs")
+        arrived = time.monotonic()
+        jobs = [world.add_job("concatenate", register_in_nca=False, job_id=f"pushed-{i}") for i in range(20)]
+        for job in jobs:
+            await until(lambda job=job: mediajob(kube, namespace, job), timeout=INTERVAL)  # type: ignore[misc]
+        assert time.monotonic() - arrived < INTERVAL
+        # the new rows came from one payload read and one fetch by id, not from listings
+        assert world.airtable.count("GET", "/Jobs") - listings <= 2
+        text = runtime.metrics.render().decode()
+        assert 'mediajob_airtable_calls_total{purpose="payloads"}' in text
+    stored = await kube.get_secret(namespace, "mediajob-controller-airtable-webhook")
+    assert set(stored["data"]) == {"webhookId", "macSecretBase64", "cursor", "notificationUrl"}
+
+
+async def test_without_a_usable_webhook_it_polls_incrementally_and_retries_hourly(rig: Rig) -> None:
+    rig.sim.faults.fail_next(1, status=403, path_contains="/webhooks")  # e.g. no webhook:manage scope
+    source = rig.source()
+    first = await source.next_batch()
+    await first.commit()
+    assert source.mode == "listing"
+    assert first.complete
+    hook_calls = rig.sim.count(path_contains="/webhooks")
+    row = rig.add_row(1)
+    await asyncio.sleep(1.1)
+    began, listings = time.monotonic(), rig.sim.count("GET", "/Jobs")
+    for _ in range(2):
+        batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert time.monotonic() - began >= INTERVAL - 1  # one listing per interval, no busy loop
+    assert rig.sim.count("GET", "/Jobs") - listings == 2
+    assert rig.sim.count(path_contains="/webhooks") == hook_calls  # not retried every cycle
+    assert not batch.complete
+    source._last_check = -1e9  # an hour later: tried again, and push takes over
+    batch = await source.next_batch()
+    await batch.commit()
+    assert source.mode == "push"
+    assert row in {r["id"] for r in batch.records}

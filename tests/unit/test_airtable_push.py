@@ -1,0 +1,151 @@
+"""The push path's pure decisions: MAC checks, payload reading, the quota projection, the settings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from controller.airtable_push import mac_matches, read_changes, webhook_spec
+from controller.metrics import Metrics, month_seconds, project_month
+from controller.settings import Settings, SettingsError
+from tests.samples import REQUIRED_ENV
+
+SECRET = base64.b64encode(b"k" * 64).decode()
+BODY = b'{"base":{"id":"appX"},"webhook":{"id":"achX"},"timestamp":"2026-11-29T00:00:00.000Z"}'
+GOOD = "hmac-sha256=" + hmac.new(b"k" * 64, BODY, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("secret", "body", "header", "ok"),
+    [
+        (SECRET, BODY, GOOD, True),
+        (SECRET, BODY, GOOD + "\n", True),  # header whitespace is not part of the MAC
+        (SECRET, BODY + b" ", GOOD, False),
+        (SECRET, BODY, GOOD.upper(), False),
+        (SECRET, BODY, "", False),
+        (SECRET, BODY, GOOD.replace("hmac-sha256=", ""), False),
+        (SECRET, BODY, "hmac-sha256=\u00e9\u00e9", False),
+        ("not base64!", BODY, GOOD, False),
+        (base64.b64encode(b"other").decode(), BODY, GOOD, False),
+    ],
+)
+def test_mac_matches(secret: str, body: bytes, header: str, ok: bool) -> None:
+    assert mac_matches(secret, body, header) is ok
+
+
+TBL, STATUS = "tblJobs", "fldStatus"
+
+
+def payload(table: dict[str, Any], table_id: str = TBL) -> dict[str, Any]:
+    return {"changedTablesById": {table_id: table}, "payloadFormat": "v0"}
+
+
+@pytest.mark.parametrize(
+    ("payloads", "fetch", "touched"),
+    [
+        # a new row in processing, one with no Status shown, one pending
+        (
+            [
+                payload(
+                    {
+                        "createdRecordsById": {
+                            "recA": {"cellValuesByFieldId": {STATUS: "processing"}},
+                            "recB": {"cellValuesByFieldId": {}},
+                            "recC": {"cellValuesByFieldId": {STATUS: {"id": "sel1", "name": "pending"}}},
+                        }
+                    }
+                )
+            ],
+            {"recA", "recB"},
+            {"recA", "recB", "recC"},
+        ),
+        # our own write: completed, no fetch; a re-submission: processing again, fetched
+        (
+            [
+                payload(
+                    {
+                        "changedRecordsById": {
+                            "recA": {"current": {"cellValuesByFieldId": {STATUS: "completed"}}}
+                        }
+                    }
+                ),
+                payload(
+                    {
+                        "changedRecordsById": {
+                            "recD": {
+                                "current": {"cellValuesByFieldId": {"fldExt": "job-2"}},
+                                "unchanged": {"cellValuesByFieldId": {STATUS: "processing"}},
+                            }
+                        }
+                    }
+                ),
+            ],
+            {"recD"},
+            {"recA", "recD"},
+        ),
+        # the last payload wins; a deleted row is touched, never fetched; other tables ignored
+        (
+            [
+                payload({"createdRecordsById": {"recA": {"cellValuesByFieldId": {STATUS: "processing"}}}}),
+                payload({"destroyedRecordIds": ["recA"]}),
+                payload({"createdRecordsById": {"recZ": {"cellValuesByFieldId": {}}}}, table_id="tblOther"),
+            ],
+            set(),
+            {"recA"},
+        ),
+        # junk payloads are skipped, not fatal
+        ([None, {"changedTablesById": []}, payload({"createdRecordsById": ["x"]})], set(), set()),
+    ],
+)
+def test_read_changes(payloads: list[Any], fetch: set[str], touched: set[str]) -> None:
+    changes = read_changes(payloads, TBL, STATUS)
+    assert (changes.fetch, changes.touched) == (fetch, touched)
+
+
+def test_webhook_spec_watches_only_the_mirrors_fields() -> None:
+    fields = {name: f"fld{i}" for i, name in enumerate(["Status", "External Job ID", "Notes", "Video"])}
+    spec = webhook_spec("tblJobs", fields)
+    assert spec["options"]["filters"] == {
+        "dataTypes": ["tableData"],
+        "recordChangeScope": "tblJobs",
+        "watchDataInFieldIds": ["fld0", "fld1", "fld3"],
+    }
+    assert spec["options"]["includes"] == {"includeCellValuesInFieldIds": ["fld0"]}
+
+
+def test_month_projection() -> None:
+    assert month_seconds(datetime(2026, 2, 15, tzinfo=UTC)) == (14 * 86400.0, 28 * 86400.0)
+    assert project_month(30, 3600, 30 * 86400) == 21600
+    assert project_month(30, 60, 30 * 86400) == 21600  # a minute of data counts as an hour
+    metrics = Metrics()
+    metrics.airtable_quota.quota = 1000
+    for _ in range(3):
+        metrics.count_airtable_call("payloads")
+    text = metrics.render().decode()
+    assert 'mediajob_airtable_calls_total{purpose="payloads"} 3.0' in text
+    assert "mediajob_airtable_monthly_quota 1000.0" in text
+    assert "mediajob_airtable_calls_projected_month" in text
+
+
+def test_push_settings() -> None:
+    settings = Settings.from_env(
+        {**REQUIRED_ENV, "AIRTABLE_WEBHOOK_URL": "https://ops.example/webhooks/airtable"}
+    )
+    assert settings.airtable_webhook_url == "https://ops.example/webhooks/airtable"
+    assert (settings.airtable_monthly_quota, settings.airtable_quota_alert_share) == (100_000, 0.8)
+    assert settings.airtable_webhook_check.total_seconds() == 3600
+    assert settings.airtable_full_resync.total_seconds() == 6 * 3600
+    for name, value in (
+        ("AIRTABLE_WEBHOOK_URL", "ftp://x"),
+        ("AIRTABLE_MONTHLY_QUOTA", "-1"),
+        ("AIRTABLE_QUOTA_ALERT_SHARE", "1.5"),
+        ("AIRTABLE_FULL_RESYNC_HOURS", "0"),
+        ("AIRTABLE_WEBHOOK_SECRET", "Not_A_Name"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({**REQUIRED_ENV, name: value})
