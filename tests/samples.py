@@ -27,3 +27,25 @@ def mediajob_body(name: str = "x", **spec: object) -> dict[str, Any]:
             **spec,
         },
     }
+
+
+def nca_webhook_body(**fields: object) -> dict[str, object]:
+    """What NCA POSTs to a webhook_url when a job ends (as the recorded 30_webhook_*.json samples);
+    `fields` sets `id`, `job_id`, `response` and overrides any other field."""
+    body: dict[str, object] = {
+        "endpoint": "/v1/video/concatenate",
+        "code": 200,
+        "id": None,
+        "job_id": None,
+        "response": None,
+        "message": "success",
+        "pid": 11625,
+        "queue_id": 140153981162064,
+        "run_time": 0.3,
+        "queue_time": 0.0,
+        "total_time": 0.3,
+        "queue_length": 0,
+        "build_number": 209,
+    }
+    body.update(fields)
+    return body

@@ -24,6 +24,7 @@ from tests.harness import (
     wait_phase,
     wait_synced,
 )
+from tests.samples import nca_webhook_body
 
 SLOW = {"POLLING_INTERVAL_MINUTES": "10"}  # no poll during the test: only what the test does counts
 
@@ -33,23 +34,8 @@ def hook_url(runtime: Runtime) -> str:
 
 
 def payload(job: SeededJob, url: str, **changes: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "endpoint": "/v1/ffmpeg/compose",
-        "code": 200,
-        "id": job.record_id,
-        "job_id": job.job_id,
-        "response": [{"file_url": url}],
-        "message": "success",
-        "pid": 1,
-        "queue_id": 2,
-        "run_time": 0.3,
-        "queue_time": 0.0,
-        "total_time": 0.3,
-        "queue_length": 0,
-        "build_number": 209,
-    }
-    body.update(changes)
-    return body
+    compose = {"endpoint": "/v1/ffmpeg/compose", "response": [{"file_url": url}]}
+    return nca_webhook_body(**{"id": job.record_id, "job_id": job.job_id, **compose, **changes})
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:

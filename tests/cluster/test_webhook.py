@@ -15,6 +15,7 @@ from sandbox.controlplane import ControlPlane
 from sandbox.world import AIRTABLE_KEY, NCA_KEY, SeededJob, World
 from tests.harness import WEBHOOK_TOKEN, mediajob, running, settings_for, until, wait_synced
 from tests.processes import ControllerProcess, controllers
+from tests.samples import nca_webhook_body
 
 SLOW = {"POLLING_INTERVAL_MINUTES": "10"}  # polling would take minutes: only the webhook can be fast
 
@@ -24,23 +25,8 @@ def hook_url(runtime: Runtime, token: str = WEBHOOK_TOKEN) -> str:
 
 
 def payload(world: World, job: SeededJob, **changes: object) -> dict[str, object]:
-    body = {
-        "endpoint": "/v1/video/concatenate",
-        "code": 200,
-        "id": job.record_id,
-        "job_id": job.job_id,
-        "response": job.output_url or f"{world.spaces.base_url}/{job.job_id}.mp4",
-        "message": "success",
-        "pid": 11625,
-        "queue_id": 140153981162064,
-        "run_time": 0.3,
-        "queue_time": 0.0,
-        "total_time": 0.3,
-        "queue_length": 0,
-        "build_number": 209,
-    }
-    body.update(changes)
-    return body
+    response = job.output_url or f"{world.spaces.base_url}/{job.job_id}.mp4"
+    return nca_webhook_body(**{"id": job.record_id, "job_id": job.job_id, "response": response, **changes})
 
 
 async def known(runtime: Runtime, namespace: str, job: SeededJob) -> bool:
