@@ -186,18 +186,19 @@ class ControlPlane:
         self._procs.append(proc)
         return proc
 
-    def restart_apiserver(self, down_s: float = 0.0, timeout: float = 90.0) -> float:
+    def restart_apiserver(self, down_s: float = 0.0, grace: float = 1.0, timeout: float = 90.0) -> float:
         """Stop kube-apiserver, wait `down_s`, start it again on the same port and etcd data.
 
-        For chaos tests: clients see their connections cut and refused until it is back.
-        Returns the seconds from the stop until /readyz answered 200 again.
+        For chaos tests: clients see their connections cut and refused until it is back. SIGTERM,
+        then SIGKILL after `grace` seconds: with open watches its graceful shutdown can take 10 s
+        or more. Returns the seconds from the stop until /readyz answered 200 again.
         """
         argv = self._argv["kube-apiserver"]
         old = self._procs[-1]  # etcd first, the API server second (see start)
         stopped = time.monotonic()
         old.terminate()
         try:
-            old.wait(timeout=10)
+            old.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             old.kill()
             old.wait()
