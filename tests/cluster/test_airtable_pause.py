@@ -35,3 +35,20 @@ async def test_an_early_webhook_during_an_airtable_pause_is_left_to_polling(
     assert (obj["status"]["phase"], obj["status"]["completedVia"]) == ("Completed", "spaces")
     assert world.airtable.writes_for(job.record_id) == 1
     assert world.airtable.writes_for(job.target_id or "") == 1
+
+
+async def test_a_burst_of_early_webhooks_reads_one_row_per_second_and_polling_finds_the_rest(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    async with running(settings_for(world, namespace, POLLING_INTERVAL_MINUTES="0.05")) as runtime:
+        await until(lambda: runtime.mirror is not None and runtime.mirror.cycles >= 1)
+        jobs = [world.add_job("concatenate", drop_webhook=True) for _ in range(3)]
+        for job in jobs:
+            world.nca_sim.finish_now(job.job_id)
+        async with httpx.AsyncClient(timeout=5) as client:
+            for job in jobs:
+                await client.post(hook_url(runtime), json=payload(job, job.output_url or ""))
+        await until(lambda: runtime.metrics.webhooks.labels(result="unknown_job")._value.get() == 2)
+        done = [await wait_synced(kube, namespace, job, timeout=30) for job in jobs]
+    assert sorted(o["status"]["completedVia"] for o in done) == ["spaces", "spaces", "webhook"]
+    assert all(world.airtable.writes_for(job.record_id) == 1 for job in jobs)
