@@ -46,7 +46,7 @@ image-sandbox: ## Build mediajob-controller:dev and the e2e simulators' image me
 lock: install ## Re-pin requirements.lock (hash-checked; the Dockerfile installs from it) after a dependency change
 	$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o requirements.lock pyproject.toml
 
-test-slow: install controlplane ## The long scenario tests (`make demo` end to end, SIGKILL failover with 1,000 jobs)
+test-slow: install controlplane ## The long scenario tests (`make demo` end to end, SIGKILL failover with 1,000 jobs, the chaos soak)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 dev-cluster: install controlplane ## Start a local control plane in .dev-cluster and print its KUBECONFIG

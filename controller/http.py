@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,7 @@ MAX_BODY = 1024 * 1024
 READ_TIMEOUT = 5.0
 MAX_BODY_DEPTH = 32  # NCA's payload nests three levels
 ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
+ADOPTION_INTERVAL = 1.0  # seconds between two early-webhook row reads on one replica
 AirtablePingHandler = Callable[[bytes, str], Awaitable[tuple[int, str]]]
 
 
@@ -66,6 +68,7 @@ class WebhookReceiver:
         airtable: AirtableClient | None = None,
         jobs_table: str = "Jobs",
         home_namespace: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._kube = kube
@@ -75,6 +78,8 @@ class WebhookReceiver:
         self._airtable = airtable
         self._jobs_table = jobs_table
         self._home = home_namespace or namespace
+        self._clock = clock
+        self._next_adoption = 0.0
 
     async def receive(self, payload: dict[str, Any], arrived: datetime) -> tuple[int, str]:
         """Returns (HTTP status, result word) for a payload whose shape was already checked."""
@@ -121,6 +126,16 @@ class WebhookReceiver:
             check_record_id(record_id)
         except UnsafeIdError:
             return None
+        now = self._clock()
+        if self._airtable.paused_for > 0 or now < self._next_adoption:
+            # A follower's row reads are not paced together with the leader's: queued or in a
+            # burst, they push the base over 5 requests per second and start a 30 s penalty,
+            # which makes the mirror lag and more webhooks early (found by the chaos soak). So at
+            # most one read per ADOPTION_INTERVAL, none while paused, and never a queue: the
+            # mirror and the poller still find the job.
+            log.info("webhook for NCA job %s before the mirror: Airtable busy, left to polling", job_id)
+            return None
+        self._next_adoption = now + ADOPTION_INTERVAL
         rows = await self._airtable.get_records(self._jobs_table, [record_id], fields=MIRROR_FIELDS)
         fields = rows.get(record_id)
         if fields is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 from typing import Self
@@ -92,6 +93,15 @@ class LoopbackServer:
         finally:
             await runner.cleanup()
             log.debug("%s stopped", type(self).__name__)
+
+    async def outage(self, seconds: float) -> None:
+        """Go down for `seconds` (connections refused, background work stopped), then serve again
+        on the same port: a dependency that restarts."""
+        port = self.port
+        await self.stop()
+        await asyncio.sleep(seconds)
+        self._requested_port = port
+        await self.start()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -99,6 +99,7 @@ class ControlPlane:
         )
         self.url = ""
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._argv: dict[str, list[str]] = {}
 
     @property
     def ca_path(self) -> Path:
@@ -171,7 +172,7 @@ class ControlPlane:
             json.dumps({"pids": [p.pid for p in self._procs], "url": self.url})
         )
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.state_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own binaries
             argv,
@@ -181,7 +182,31 @@ class ControlPlane:
             start_new_session=True,
             preexec_fn=None if self.detached else _die_with_parent,
         )
+        self._argv[name] = argv
         self._procs.append(proc)
+        return proc
+
+    def restart_apiserver(self, down_s: float = 0.0, grace: float = 1.0, timeout: float = 90.0) -> float:
+        """Stop kube-apiserver, wait `down_s`, start it again on the same port and etcd data.
+
+        For chaos tests: clients see their connections cut and refused until it is back. SIGTERM,
+        then SIGKILL after `grace` seconds: with open watches its graceful shutdown can take 10 s
+        or more. Returns the seconds from the stop until /readyz answered 200 again.
+        """
+        argv = self._argv["kube-apiserver"]
+        old = self._procs[-1]  # etcd first, the API server second (see start)
+        stopped = time.monotonic()
+        old.terminate()
+        try:
+            old.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            old.kill()
+            old.wait()
+        self._procs.remove(old)
+        time.sleep(down_s)
+        self._spawn("kube-apiserver", argv)
+        self._wait_ready(timeout)
+        return time.monotonic() - stopped
 
     def _wait_ready(self, timeout: float) -> None:
         context = ssl.create_default_context()

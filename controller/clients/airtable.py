@@ -117,6 +117,11 @@ class AirtableClient:
     async def close(self) -> None:
         await asyncio.to_thread(self._api.session.close)
 
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the pause after a 429 (0 when requests may go)."""
+        return self._limiter.penalized_for
+
     async def list_records(
         self,
         table: str,

@@ -52,3 +52,16 @@ def test_version_is_stamped(controlplane: ControlPlane) -> None:
     out = controlplane.kubectl("version").stdout
     assert "Server Version: v1." in out
     assert "v0.0.0" not in out
+
+
+def test_restart_apiserver_keeps_the_port_and_the_objects(controlplane: ControlPlane) -> None:
+    name = f"restart-{os.getpid()}"
+    controlplane.kubectl("create", "configmap", name, "-n", "default", "--from-literal=k=v")
+    url, pid = controlplane.url, controlplane._procs[-1].pid
+    took = controlplane.restart_apiserver()
+    assert controlplane._procs[-1].pid != pid
+    assert not alive(pid)
+    assert controlplane.url == url
+    out = controlplane.kubectl("get", "configmap", name, "-n", "default", "-o", "jsonpath={.data.k}").stdout
+    assert out == "v"
+    assert took < 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -123,3 +124,17 @@ async def test_lifecycle_fixed_port_and_restart() -> None:
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as c:
             await c.head(f"http://127.0.0.1:{port}/phi-bucket/k")
+
+
+async def test_outage_refuses_connections_then_serves_on_the_same_port(
+    spaces: SpacesSimulator, client: httpx.AsyncClient
+) -> None:
+    spaces.put_object("a.mp4")
+    url = spaces.url_for("a.mp4")
+    down = asyncio.create_task(spaces.outage(0.5))
+    await asyncio.sleep(0.2)
+    with pytest.raises(httpx.ConnectError):
+        await client.head(url)
+    await down
+    assert spaces.url_for("a.mp4") == url
+    assert (await client.head(url)).status_code == 200
