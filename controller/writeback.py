@@ -43,7 +43,7 @@ from controller.clients.airtable import (
 from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
-from controller.rows import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
+from controller.rows import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
 from controller.status import sync_error_status, synced_status, target_rejected_status
 from controller.store import JobStore, Key
 from controller.transitions import Event, StatusWriter
@@ -148,14 +148,21 @@ def holds_our_result(row: Mapping[str, Any]) -> bool:
     return bool(_OUR_NOTE.match(notes.rstrip().splitlines()[-1]))
 
 
-def jobs_row_verdict(write: RowWrite, row: Mapping[str, Any] | None) -> Verdict:
+def jobs_row_verdict(
+    write: RowWrite, row: Mapping[str, Any] | None, external_job_id: str | None = None
+) -> Verdict:
     """May the Jobs row be written? `done`: it already holds this result. Pure.
 
     Write only a row still `processing` or still holding our own earlier result; any other row
-    was ended by someone else (a person, the old app) and is left as it is.
+    was ended by someone else (a person, the old app) and is left as it is. A row that names
+    another NCA job than `external_job_id` was re-submitted meanwhile: this attempt's result
+    belongs to nobody there, and writing it would end the new attempt before the mirror sees it.
     """
     if row is None:
         return "ended"  # deleted: there is nothing to write to
+    named = row.get(FIELD_EXTERNAL_ID)
+    if external_job_id and isinstance(named, str) and named.strip() and named.strip() != external_job_id:
+        return "ended"
     status = row.get(FIELD_STATUS)
     if status == "processing":
         return "write"
@@ -371,7 +378,7 @@ class WriteBack:
             rows = await self._airtable.get_records(
                 self._tables.jobs,
                 [w.record_id for w in jobs_writes.values()],
-                fields=(FIELD_STATUS, FIELD_NOTES),
+                fields=(FIELD_STATUS, FIELD_NOTES, FIELD_EXTERNAL_ID),
             )
         except AirtableError as exc:
             for item in batch:
@@ -380,7 +387,7 @@ class WriteBack:
         for item in batch:
             write = jobs_writes[id(item)]
             row = rows.get(write.record_id)
-            verdict = jobs_row_verdict(write, row)
+            verdict = jobs_row_verdict(write, row, item.job.spec.external_job_id)
             jlog = logs.for_job(log, item.job)
             item.checked = True
             item.attempts = 0

@@ -254,3 +254,20 @@ def test_a_resubmission_patch_makes_a_new_generation_and_moves_the_label() -> No
     assert patch["spec"]["target"] is None  # the row has none now: removed by the merge patch
     assert patch["metadata"]["labels"] == {"media.phi.dev/external-job-id": "new-job-2"}
     assert patch["metadata"]["resourceVersion"] == "100"
+
+
+@pytest.mark.parametrize(
+    ("row", "verdict"),
+    [
+        ({"Status": "processing", "External Job ID": "job-attempt-1"}, "write"),
+        ({"Status": "processing", "External Job ID": " job-attempt-1 "}, "write"),  # the cell as typed
+        ({"Status": "processing"}, "write"),  # the field is not readable: the status decides
+        ({"Status": "processing", "External Job ID": ""}, "write"),
+        # re-submitted meanwhile (found by the chaos soak): attempt 1's TimedOut write would have
+        # ended attempt 2 before the mirror saw its new id
+        ({"Status": "processing", "External Job ID": "job-attempt-2"}, "ended"),
+        ({"Status": "failed", "Notes": OURS, "External Job ID": "job-attempt-2"}, "ended"),
+    ],
+)
+def test_a_row_that_names_another_nca_job_is_not_written(row: dict[str, Any], verdict: str) -> None:
+    assert jobs_row_verdict(FAILED, row, "job-attempt-1") == verdict
