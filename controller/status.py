@@ -158,21 +158,22 @@ def synced_status(job: MediaJob, *, now: datetime, reason: str = "AirtableUpdate
     return {"airtableSynced": True, "syncedAt": fmt_time(now), "conditions": conds}
 
 
-def target_rejected_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
-    """The Jobs row is written but the target row refused the output: no automatic retries."""
+def _unsynced_conditions(job: MediaJob, *, now: datetime, reason: str, error: str) -> list[dict[str, Any]]:
+    """The phase kept, and Synced=False saying why Airtable does not hold the result."""
     message = job.status.message or job.status.phase
     conds = conditions(
-        job, phase=job.status.phase, synced=False, message=message, now=now, sync_reason="TargetRejected"
+        job, phase=job.status.phase, synced=False, message=message, now=now, sync_reason=reason
     )
     conds[1]["message"] = error[:500]
+    return conds
+
+
+def target_rejected_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
+    """The Jobs row is written but the target row refused the output: no automatic retries."""
+    conds = _unsynced_conditions(job, now=now, reason="TargetRejected", error=error)
     return {"airtableSynced": False, "syncedAt": fmt_time(now), "conditions": conds}
 
 
 def sync_error_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
     """Airtable keeps refusing: say so on the resource, keep the phase."""
-    message = job.status.message or job.status.phase
-    conds = conditions(
-        job, phase=job.status.phase, synced=False, message=message, now=now, sync_reason="AirtableError"
-    )
-    conds[1]["message"] = error[:500]
-    return {"conditions": conds}
+    return {"conditions": _unsynced_conditions(job, now=now, reason="AirtableError", error=error)}
