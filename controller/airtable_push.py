@@ -43,11 +43,13 @@ from controller.clients.airtable import (
     calls_for,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
+from controller.jobrows import JobsRowFacts, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
 from controller.rows import (
     FIELD_CREATED,
     FIELD_EXTERNAL_ID,
+    FIELD_NOTES,
     FIELD_REQUEST,
     FIELD_SEGMENT,
     FIELD_STATUS,
@@ -58,8 +60,17 @@ from controller.settings import Secret
 
 log = logging.getLogger(__name__)
 
-# Only changes to these fields make a payload (and so a ping); Notes and Response Payload do not.
-WATCHED_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_REQUEST, FIELD_CREATED, FIELD_SEGMENT, FIELD_VIDEO)
+# Only changes to these fields make a payload (and so a ping); Response Payload does not. Notes is
+# watched so that the leader's knowledge of a row (controller.jobrows) stays exact without reads.
+WATCHED_FIELDS = (
+    FIELD_STATUS,
+    FIELD_EXTERNAL_ID,
+    FIELD_REQUEST,
+    FIELD_CREATED,
+    FIELD_SEGMENT,
+    FIELD_VIDEO,
+    FIELD_NOTES,
+)
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
@@ -89,6 +100,29 @@ def webhook_spec(table_id: str, field_ids: dict[str, str]) -> dict[str, Any]:
     return {"options": options}
 
 
+def spec_covers(have: Any, want: dict[str, Any]) -> bool:
+    """May a webhook with specification `have` be adopted? It must see at least what `want` sees. Pure.
+
+    A webhook made by an earlier version that watches fewer fields would leave changes unseen."""
+    if not isinstance(have, dict):
+        return False
+    options = have.get("options")
+    filters = options.get("filters") if isinstance(options, dict) else None
+    if not isinstance(filters, dict):
+        return False
+    wanted = want["options"]["filters"]
+    if "tableData" not in (filters.get("dataTypes") or []):
+        return False
+    if filters.get("recordChangeScope") != wanted.get("recordChangeScope"):
+        return False
+    if set(filters.get("changeTypes") or ("add", "remove", "update")) != {"add", "remove", "update"}:
+        return False
+    watched = filters.get("watchDataInFieldIds")
+    if watched is None:
+        return True  # every field is watched
+    return isinstance(watched, list) and set(wanted.get("watchDataInFieldIds") or []) <= set(watched)
+
+
 @dataclasses.dataclass
 class Changes:
     fetch: set[str] = dataclasses.field(default_factory=set)  # may be `processing`: read the row
@@ -109,29 +143,14 @@ def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | 
     was still processing it, the mirror reads it anyway (it is in `touched`)."""
     status: dict[str, str | None] = {}
     out = Changes()
-    for payload in payloads:
-        tables = payload.get("changedTablesById") if isinstance(payload, dict) else None
-        table = tables.get(table_id) if isinstance(tables, dict) else None
-        if not isinstance(table, dict):
-            continue
-        for key, part in (("createdRecordsById", None), ("changedRecordsById", "current")):
-            records = table.get(key)
-            for rid, change in records.items() if isinstance(records, dict) else ():
-                cells: dict[str, Any] = {}
-                if isinstance(change, dict):
-                    for section in (change,) if part is None else (change.get("unchanged"), change.get(part)):
-                        values = section.get("cellValuesByFieldId") if isinstance(section, dict) else None
-                        cells.update(values if isinstance(values, dict) else {})
-                known = status_field_id is not None and status_field_id in cells
-                previous = status.get(rid)
-                status[rid] = _status_value(cells[status_field_id]) if known and status_field_id else previous
-                if not known and rid not in status:
-                    status[rid] = None
-                out.touched.add(str(rid))
-        destroyed = table.get("destroyedRecordIds")
-        for rid in destroyed if isinstance(destroyed, list) else ():
-            status[str(rid)] = "(deleted)"
-            out.touched.add(str(rid))
+    for kind, rid, cells in record_changes(payloads, table_id):
+        out.touched.add(rid)
+        if kind == "destroyed":
+            status[rid] = "(deleted)"
+        elif status_field_id is not None and status_field_id in cells:
+            status[rid] = _status_value(cells[status_field_id])
+        elif rid not in status:
+            status[rid] = None
     out.fetch = {rid for rid, value in status.items() if value in (None, "processing")}
     return out
 
@@ -277,10 +296,12 @@ class PushSource:
         full_every: float,
         processing_count: Callable[[], int],
         fallback: IncrementalPolling,
+        facts: JobsRowFacts | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._airtable = airtable
+        self.facts = facts if facts is not None else JobsRowFacts()
         self._store = store
         self._table = table
         self._url = notification_url
@@ -312,8 +333,36 @@ class PushSource:
         self._woken = True  # the first batch after start reads whatever waits
         self._started_at = now()
         self._field_ids: dict[str, str] = {}
+        # Up to when the payloads vouch for `facts` (the start of the last complete payload read).
+        self.fresh_at = -math.inf
+        self._fresh = asyncio.Event()
 
     # ------------------------------------------------------------ wake-ups
+
+    def request_read(self) -> None:
+        """The write-back wants fresh facts: read payloads as soon as the spacing allows."""
+        self._wake.set()
+
+    async def fresh_since(self, since: float, timeout: float) -> bool:
+        """Wait (at most `timeout`) until a payload read that started after `since` has been
+        applied to `facts`. False when push is not working: then the caller must read the rows."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.fresh_at < since:
+                    if self.state is None or self.mode not in ("push", "payload-polling"):
+                        return False
+                    self.request_read()
+                    self._fresh.clear()
+                    await self._fresh.wait()
+        except TimeoutError:
+            return False
+        return self.state is not None and self.mode in ("push", "payload-polling")
+
+    def _stream_broken(self) -> None:
+        """No continuous payload stream any more: nothing known is vouched for."""
+        self.facts.clear()
+        self.fresh_at = -math.inf
+        self._fresh.set()
 
     def wake(self) -> None:
         self._pinged = True
@@ -405,8 +454,10 @@ class PushSource:
         assert state is not None
         cursor = state.cursor
         if cursor is None:
+            self._stream_broken()
             cursor = await self._next_cursor()
         records = await list_processing(self._airtable, self._table)
+        self.facts.learn_rest(records)
         started = self._clock()
 
         async def commit() -> None:
@@ -432,6 +483,7 @@ class PushSource:
                 except AirtableRejected as exc:
                     if exc.status == 404:
                         log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
+                        self._stream_broken()
                         self.state = None
                         await self._ensure()
                         if self.mode == "listing":
@@ -445,8 +497,12 @@ class PushSource:
                 if not page.get("mightHaveMore") or not page["payloads"]:
                     break
         assert self._table_id is not None
+        self.facts.learn_payloads(payloads, self._table_id, self._field_ids)
+        self.fresh_at = self._last_read
+        self._fresh.set()
         changes = read_changes(payloads, self._table_id, self._status_field)
         records, complete = await self._fetch(changes.fetch)
+        self.facts.learn_rest(records)
 
         async def commit() -> None:
             if cursor != state.cursor:
@@ -495,6 +551,7 @@ class PushSource:
                 )
             self.mode = "listing"
             self.state = None
+            self._stream_broken()
             self._fallback.force_full()
             self._last_check = self._clock()
             return
@@ -507,7 +564,13 @@ class PushSource:
             self._field_ids = fields
         state = await self._store.load()
         hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
-        if state is not None and state.webhook_id in hooks and state.notification_url == self._url:
+        wanted = webhook_spec(self._table_id, self._field_ids)
+        if (
+            state is not None
+            and state.webhook_id in hooks
+            and state.notification_url == self._url
+            and spec_covers(hooks[state.webhook_id].get("specification"), wanted)
+        ):
             hook = hooks[state.webhook_id]
             if state.cursor is None:
                 log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
@@ -523,15 +586,15 @@ class PushSource:
             return
         for old_id, hook in hooks.items():
             if hook.get("notificationUrl") == self._url or (state is not None and old_id == state.webhook_id):
-                # ours from an earlier life (its secret lost, or its URL changed): replace it
+                # ours from an earlier life (its secret lost, its URL changed, or it watches
+                # fewer fields than this version needs): replace it
                 log.info("deleting Airtable webhook %s, which cannot be adopted", old_id)
                 await self._airtable.delete_webhook(old_id)
-        created = await self._airtable.create_webhook(
-            self._url, webhook_spec(self._table_id, self._field_ids)
-        )
+        created = await self._airtable.create_webhook(self._url, wanted)
         new_id, secret = created.get("id"), created.get("macSecretBase64")
         if not isinstance(new_id, str) or not isinstance(secret, str):
             raise AirtableError("Airtable's create-webhook answer has no id or secret")
+        self._stream_broken()
         self.state = WebhookState(new_id, Secret(secret), cursor=1, notification_url=self._url)
         await self._store.save(self.state)
         self._need_full = True
@@ -608,5 +671,6 @@ __all__ = [
     "mac_matches",
     "read_changes",
     "record_ids",
+    "spec_covers",
     "webhook_spec",
 ]

@@ -24,6 +24,7 @@ from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
 from controller.clients.spaces import SpacesClient
 from controller.http import HttpServer, WebhookReceiver
+from controller.jobrows import JobsRowFacts
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.mirror import Mirror
@@ -209,6 +210,7 @@ class Runtime:
         s = self.settings
         kube = self.clients.kube
         await self._seed_store()
+        facts = JobsRowFacts()  # this term's knowledge of the Jobs rows, shared by push and write-back
         self.writeback = writeback = WriteBack(
             airtable=self.clients.airtable,
             kube=kube,
@@ -217,11 +219,11 @@ class Runtime:
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
-            # a partial batch waits up to 1/24 of the poll interval (5 s at 2 min) for more jobs,
-            # or AIRTABLE_WRITE_LINGER_SECONDS: longer means fuller batches, fewer quota calls
-            linger=s.airtable_write_linger.total_seconds()
-            if s.airtable_write_linger
-            else min(5.0, s.polling_interval.total_seconds() / 24),
+            # A partial batch waits for more, when more are coming, up to one polling interval
+            # (or AIRTABLE_WRITE_LINGER_SECONDS): Airtable's quota counts requests, not rows.
+            linger=(s.airtable_write_linger or s.polling_interval).total_seconds(),
+            facts=facts,
+            freshness=lambda: self.push if self.push is not None and self.push.mode != "listing" else None,
         )
         timing = Timing(
             interval=s.polling_interval,
@@ -255,7 +257,7 @@ class Runtime:
             jobs_table=s.airtable_jobs_table,
             namespace=self.namespace,
             interval=s.polling_interval.total_seconds(),
-            source=self._change_source(),
+            source=self._change_source(facts),
         )
         log.info("leading: checks %s, mirror and write-back running", "on" if s.polling_enabled else "off")
         try:
@@ -272,7 +274,7 @@ class Runtime:
         finally:
             self.push = None
 
-    def _change_source(self) -> ChangeSource:
+    def _change_source(self, facts: JobsRowFacts) -> ChangeSource:
         """Push when AIRTABLE_WEBHOOK_URL is set, else (and whenever the webhook is unusable)
         incremental polling."""
         s = self.settings
@@ -291,6 +293,7 @@ class Runtime:
             full_every=s.airtable_full_resync.total_seconds(),
             processing_count=lambda: sum(1 for j in self.store if j.status.phase == "Processing"),
             fallback=fallback,
+            facts=facts,
         )
         return self.push
 

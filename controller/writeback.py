@@ -5,12 +5,18 @@ then `airtableSynced=true` on the resource. The target row goes first so that `c
 Jobs table always means the output is attached. Each stage batches up to 10 records per request,
 so 1,000 completions cost 100 target and 100 Jobs requests.
 
-Never clobbered: before anything is written, the Jobs rows are read, 10 per request. A row is
-written only while it is still `processing` or still holds the controller's own earlier result
+Never clobbered: before anything is written, the Jobs row's current state must be known. A row
+is written only while it is still `processing` or still holds the controller's own earlier result
 (its last Notes line is ours); a row someone else ended is left as it is (`EndedInAirtable`).
-`Notes` is appended to, one line per write. Target rows: a job this leader saw in `Processing`
-cannot have been written by anyone before; any other one is "suspect" and its target row is read
-first, so that a row that already holds the result is not written again.
+`Notes` is appended to, one line per write. With push on, a payload read that started after the
+job reached this stage vouches for what the leader knows of the row (controller.jobrows), at no
+extra call: the reads that discover new rows serve here too. Rows it does not know, and every row
+without push, are read, 50 per request. Target rows: a job this leader saw in `Processing` cannot
+have been written by anyone before; any other one is "suspect" and its target row is read first,
+so that a row that already holds the result is not written again.
+
+Batches: Airtable's quota counts requests, not rows, so a partial batch waits for more when more
+are coming (`send_at`), up to `linger`; a trickle goes at once.
 
 A target write that Airtable rejects for good (a 4xx other than 429) does not hold back the Jobs
 row: the Jobs row gets a Note naming the target and the error, the job gets `TargetRejected`, and
@@ -26,21 +32,24 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from posixpath import basename
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from controller import logs
 from controller.backoff import backoff_delay, wait_event
 from controller.clients.airtable import (
+    IDS_PER_READ,
     MAX_RECORDS_PER_WRITE,
     AirtableClient,
     AirtableError,
     AirtableRejected,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
+from controller.jobrows import DELETED, JobsRowFacts, RowFacts, facts_from_rest
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
 from controller.rows import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
@@ -199,12 +208,43 @@ def identity(job: MediaJob) -> Identity:
     return (job.uid, job.attempt, job.phase)
 
 
+def send_at(
+    *, now: float, oldest: float, ready: int, limit: int, arrivals: Sequence[float], linger: float
+) -> float:
+    """When a batch of `ready` items (the oldest waiting since `oldest`) should go. Pure.
+
+    A full batch goes now. A partial one waits only if, at the rate items reached this stage over
+    the last `linger` seconds, it would fill before its oldest item has waited `linger`; then it
+    looks again once the expected fill time has passed (at least a second later). So a trickle
+    is written at once, and a stream is written ten rows a request.
+    """
+    deadline = oldest + linger
+    if ready >= limit or deadline <= now:
+        return now
+    recent = [t for t in arrivals if t > now - linger]
+    if len(recent) < 2:
+        return now  # one arrival gives no rate
+    rate = (len(recent) - 1) / max(now - min(recent), 1e-3)
+    fill = (limit - ready) / rate
+    if now + fill > deadline:
+        return now
+    return min(deadline, now + max(fill, 1.0))
+
+
+class Freshness(Protocol):
+    """The push source, as the write-back sees it (controller.airtable_push.PushSource)."""
+
+    fresh_at: float
+
+    async def fresh_since(self, since: float, timeout: float) -> bool: ...
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     job: MediaJob
     writes: list[RowWrite]
     suspect: bool
-    since: float  # when it was enqueued: a partial batch waits at most `linger` from here
+    since: float  # when it reached its current stage: a partial batch waits at most `linger` from here
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
@@ -237,6 +277,8 @@ class WriteBack:
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
         linger: float = 0.0,
+        facts: JobsRowFacts | None = None,
+        freshness: Callable[[], Freshness | None] = lambda: None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
@@ -250,6 +292,9 @@ class WriteBack:
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._linger = linger
+        self._facts = facts if facts is not None else JobsRowFacts()
+        self._freshness = freshness
+        self._arrivals: dict[str, deque[float]] = {s: deque(maxlen=256) for s in STAGES}
         self._rng = rng or random.Random()
         self._now = now
         self._clock = clock
@@ -297,6 +342,12 @@ class WriteBack:
     def _add(self, item: _Pending) -> None:
         self._pending[item.job.key] = item
         self._metrics.writeback_backlog.set(len(self._pending))
+        self._arrived(item)
+
+    def _arrived(self, item: _Pending) -> None:
+        """The item reached a new stage: its linger starts, and the stage's rate counts it."""
+        item.since = self._clock()
+        self._arrivals[item.stage].append(item.since)
         self._wake[item.stage].set()
 
     def kick(self, job: MediaJob) -> None:
@@ -333,11 +384,8 @@ class WriteBack:
             group.create_task(self._status_loop())
 
     async def _take(self, stage: str, limit: int, linger: float = 0.0) -> list[_Pending]:
-        """Up to `limit` items ready for the stage: a full batch at once, a partial one after `linger`.
-
-        Waiting a little for more completions turns a trickle into batches of ten; a burst
-        fills batches at once and does not wait.
-        """
+        """Up to `limit` items ready for the stage: a full batch at once, a partial one when
+        `send_at` says waiting for more no longer pays."""
         wake = self._wake[stage]
         while True:
             now = self._clock()
@@ -353,10 +401,17 @@ class WriteBack:
                 elif earliest is None or item.not_before < earliest:
                     earliest = item.not_before
             if ready:
-                send_at = min(item.since for item in ready) + linger
-                if send_at <= now:
+                at = send_at(
+                    now=now,
+                    oldest=min(item.since for item in ready),
+                    ready=len(ready),
+                    limit=limit,
+                    arrivals=self._arrivals[stage],
+                    linger=linger,
+                )
+                if at <= now:
                     return ready
-                earliest = send_at if earliest is None else min(earliest, send_at)
+                earliest = at if earliest is None else min(earliest, at)
             wake.clear()
             timeout = None if earliest is None else max(earliest - now, 0.0)
             await wait_event(wake, timeout)
@@ -368,42 +423,73 @@ class WriteBack:
 
     async def _check_loop(self) -> None:
         while True:
-            batch = await self._take(CHECK, MAX_RECORDS_PER_WRITE, self._linger)
-            await self._check_batch(batch)
+            source = self._freshness()
+            if source is None:
+                await self._check_batch(await self._take(CHECK, IDS_PER_READ, self._linger))
+                continue
+            batch = await self._take(CHECK, IDS_PER_READ)
+            # The push source reads payloads at its own spacing (half a polling interval under a
+            # stream of pings); waiting for its next read costs no call and gathers a batch.
+            if not await source.fresh_since(max(i.since for i in batch), self._linger * 1.25 + 1.0):
+                await self._check_batch(batch)
+                continue
+            vouched = [
+                i
+                for i in self._pending.values()
+                if i.stage == CHECK and i.not_before <= self._clock() and i.since <= source.fresh_at
+            ]
+            unknown = []
+            for item in vouched:
+                known = self._facts.get(self._jobs_write(item).record_id)
+                if known is None:
+                    unknown.append(item)
+                else:
+                    self._decide(item, known.as_row())
+            for start in range(0, len(unknown), IDS_PER_READ):
+                await self._check_batch(unknown[start : start + IDS_PER_READ])
+
+    @staticmethod
+    def _jobs_write(item: _Pending) -> RowWrite:
+        return next(w for w in item.writes if w.table == "Jobs")
 
     async def _check_batch(self, batch: list[_Pending]) -> None:
-        """Read the batch's Jobs rows (one request for up to 10) and decide what may be written."""
-        jobs_writes = {id(i): next(w for w in i.writes if w.table == "Jobs") for i in batch}
+        """Read the batch's Jobs rows (one request for up to 50) and decide what may be written."""
+        ids = [self._jobs_write(i).record_id for i in batch]
         try:
             rows = await self._airtable.get_records(
-                self._tables.jobs,
-                [w.record_id for w in jobs_writes.values()],
-                fields=(FIELD_STATUS, FIELD_NOTES, FIELD_EXTERNAL_ID),
+                self._tables.jobs, ids, fields=(FIELD_STATUS, FIELD_NOTES, FIELD_EXTERNAL_ID)
             )
         except AirtableError as exc:
             for item in batch:
                 self._failed(item, exc)
             return
+        for rid in ids:
+            row = rows.get(rid)
+            self._facts.learn(rid, facts_from_rest(row) if row is not None else RowFacts(DELETED, None, None))
         for item in batch:
-            write = jobs_writes[id(item)]
-            row = rows.get(write.record_id)
-            verdict = jobs_row_verdict(write, row, item.job.spec.external_job_id)
-            jlog = logs.for_job(log, item.job)
-            item.checked = True
-            item.attempts = 0
-            item.not_before = 0.0
-            if verdict == "write":
-                item.jobs_notes = (row or {}).get(FIELD_NOTES)
-            else:
-                item.writes.clear()
-                if verdict == "ended":
-                    item.outcome = "EndedInAirtable"
-                    jlog.info(
-                        "Jobs row %s was ended in Airtable by someone else: left as it is", write.record_id
-                    )
-                else:
-                    jlog.info("Jobs row %s already holds this result; not writing it again", write.record_id)
-            self._wake[item.stage].set()
+            self._decide(item, rows.get(self._jobs_write(item).record_id))
+
+    def _decide(self, item: _Pending, row: Mapping[str, Any] | None) -> None:
+        """The Jobs row as now known decides: write it, or leave it (ended by someone, or done)."""
+        write = self._jobs_write(item)
+        verdict = jobs_row_verdict(write, row, item.job.spec.external_job_id)
+        item.checked = True
+        item.attempts = 0
+        item.not_before = 0.0
+        if verdict == "write":
+            item.jobs_notes = (row or {}).get(FIELD_NOTES)
+        else:
+            self._leave(item, write, verdict)
+        self._arrived(item)
+
+    def _leave(self, item: _Pending, write: RowWrite, verdict: Verdict) -> None:
+        item.writes.clear()
+        jlog = logs.for_job(log, item.job)
+        if verdict == "ended":
+            item.outcome = "EndedInAirtable"
+            jlog.info("Jobs row %s was ended in Airtable by someone else: left as it is", write.record_id)
+        else:
+            jlog.info("Jobs row %s already holds this result; not writing it again", write.record_id)
 
     async def _write_batch(self, stage: str, batch: list[_Pending]) -> None:
         table = self._tables.jobs if stage == "Jobs" else self._tables.physical(stage)
@@ -429,10 +515,12 @@ class WriteBack:
                 else:
                     item.suspect = False
             batch = [item for item in batch if item.stage == stage]
+        if stage == "Jobs":
+            batch = self._recheck_known(batch)
         if not batch:
             return
         try:
-            await self._airtable.update_records(
+            answer = await self._airtable.update_records(
                 table, [(i.writes[0].record_id, self._fields(i)) for i in batch]
             )
         except AirtableRejected as exc:
@@ -453,8 +541,25 @@ class WriteBack:
                     item.checked = False  # read the row again: it may hold the result now
                 self._failed(item, exc)
             return
+        if stage == "Jobs":
+            self._facts.learn_rest(answer)  # what the rows hold now: no read before the next write
         for item in batch:
             self._advance(item)
+
+    def _recheck_known(self, batch: list[_Pending]) -> list[_Pending]:
+        """Just before the Jobs write: a change learned since the check (a payload, say) still counts."""
+        for item in batch:
+            write = item.writes[0]
+            known = self._facts.get(write.record_id)
+            if known is None:
+                continue
+            verdict = jobs_row_verdict(write, known.as_row(), item.job.spec.external_job_id)
+            if verdict == "write":
+                item.jobs_notes = known.notes
+            else:
+                self._leave(item, write, verdict)
+                self._arrived(item)
+        return [item for item in batch if item.stage == "Jobs"]
 
     def _fields(self, item: _Pending) -> Mapping[str, Any]:
         """The Jobs row's Notes get one more line; everything else is written as planned."""
@@ -481,7 +586,7 @@ class WriteBack:
         item.writes.pop(0)
         item.attempts = 0
         item.not_before = 0.0
-        self._wake[item.stage].set()
+        self._arrived(item)
 
     def _failed(self, item: _Pending, error: Exception) -> None:
         item.attempts += 1
@@ -489,6 +594,7 @@ class WriteBack:
         self._metrics.writeback_errors.labels(kind=kind).inc()
         delay = backoff_delay(item.attempts - 1, base=self._retry_base, cap=self._retry_cap, rng=self._rng)
         item.not_before = self._clock() + delay
+        self._wake[item.stage].set()  # its stage's loop must learn when the retry is due
         jlog = logs.for_job(log, item.job)
         jlog.warning(
             "Airtable write-back failed (attempt %d), retry in %.0f s: %s", item.attempts, delay, error

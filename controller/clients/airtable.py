@@ -29,7 +29,7 @@ from controller.naming import check_record_id
 SYSTEM = "airtable"
 MAX_RECORDS_PER_WRITE = 10
 PAGE_SIZE = 100
-_IDS_PER_READ = 50
+IDS_PER_READ = 50  # record ids per read: the formula stays far below Airtable's URL limit
 
 log = logging.getLogger(__name__)
 WRITE, READ = 0, 1  # limiter priorities: the write-back goes before the mirror's listing
@@ -167,24 +167,33 @@ class AirtableClient:
         """Fields of the given records, keyed by id; ids that do not exist are absent."""
         found: dict[str, dict[str, Any]] = {}
         ids = [check_record_id(r) for r in dict.fromkeys(record_ids)]
-        for start in range(0, len(ids), _IDS_PER_READ):
-            chunk = ids[start : start + _IDS_PER_READ]
+        for start in range(0, len(ids), IDS_PER_READ):
+            chunk = ids[start : start + IDS_PER_READ]
             formula = "OR(" + ",".join(f"RECORD_ID()='{r}'" for r in chunk) + ")"
             for record in await self.list_records(table, formula=formula, fields=fields):
                 fields_of = record.get("fields")
                 found[str(record.get("id"))] = fields_of if isinstance(fields_of, dict) else {}
         return found
 
-    async def update_records(self, table: str, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """PATCH the records, at most 10 per request (Airtable's limit)."""
+    async def update_records(
+        self, table: str, updates: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """PATCH the records, at most 10 per request (Airtable's limit).
+
+        Returns the records as Airtable answered them (every field, after the write): what the
+        row now holds, known without another read."""
         url = str(self._api.table(self._base_id, table).urls.records)
+        written: list[dict[str, Any]] = []
         for start in range(0, len(updates), MAX_RECORDS_PER_WRITE):
             chunk = updates[start : start + MAX_RECORDS_PER_WRITE]
             body = {
                 "records": [{"id": check_record_id(rid), "fields": dict(f)} for rid, f in chunk],
                 "typecast": False,
             }
-            await self._request("PATCH", url, json=body)
+            answer = await self._request("PATCH", url, json=body)
+            records = answer.get("records") if isinstance(answer, dict) else None
+            written += [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+        return written
 
     # Webhooks (change notifications) and the base's schema --------------------------------------
 

@@ -108,12 +108,13 @@ def test_read_changes(payloads: list[Any], fetch: set[str], touched: set[str]) -
 
 
 def test_webhook_spec_watches_only_the_mirrors_fields() -> None:
-    fields = {name: f"fld{i}" for i, name in enumerate(["Status", "External Job ID", "Notes", "Video"])}
+    names = ["Status", "External Job ID", "Notes", "Video", "Response Payload"]
+    fields = {name: f"fld{i}" for i, name in enumerate(names)}
     spec = webhook_spec("tblJobs", fields)
     assert spec["options"]["filters"] == {
         "dataTypes": ["tableData"],
         "recordChangeScope": "tblJobs",
-        "watchDataInFieldIds": ["fld0", "fld1", "fld3"],
+        "watchDataInFieldIds": ["fld0", "fld1", "fld3", "fld2"],  # Notes: for the row facts
     }
     assert spec["options"]["includes"] == {"includeCellValuesInFieldIds": ["fld0"]}
 

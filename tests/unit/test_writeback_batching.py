@@ -1,15 +1,17 @@
 """How the write-back forms batches, on looptime's fake clock."""
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
 
 from controller.decide import Complete
+from controller.jobrows import JobsRowFacts, RowFacts
 from controller.metrics import Metrics
 from controller.model import MediaJob
 from controller.status import transition_status
-from controller.writeback import CHECK, Tables, WriteBack
+from controller.writeback import CHECK, Tables, WriteBack, send_at
 from tests.unit.helpers import NOW, job
 
 pytestmark = pytest.mark.looptime
@@ -37,7 +39,7 @@ def ended(i: int) -> MediaJob:
     return MediaJob.from_object(raw)
 
 
-def writeback() -> WriteBack:
+def writeback(**extra: Any) -> WriteBack:
     loop = asyncio.get_running_loop()
     return WriteBack(
         airtable=None,
@@ -48,18 +50,55 @@ def writeback() -> WriteBack:
         tables=Tables("Jobs", "Segments", "Videos"),
         linger=5.0,
         clock=loop.time,
+        **extra,
     )
 
 
-async def test_a_trickle_waits_for_the_linger_then_goes_as_one_batch() -> None:
+@pytest.mark.parametrize(
+    ("ready", "arrivals", "now", "expected"),
+    [
+        (10, [0.0] * 10, 0.0, 0.0),  # full: at once
+        (1, [0.0], 0.0, 0.0),  # one arrival: no rate, a trickle goes at once
+        (2, [0.0, 50.0], 50.0, 50.0),  # 1 per 50 s: 8 more take 400 s > the 60 s linger
+        (2, [0.0, 1.0], 1.0, 9.0),  # 1 per s: full in 8 s, look again then
+        (9, [0.0] * 9, 30.0, 33.75),  # a group of 9 at t=0, seen at 30 s: 8 per 30 s, 1 more in 3.75 s
+        (9, [0.0] * 9, 59.0, 59.0),  # ...but not if it would fill only after the oldest's linger
+        (5, [0.0, 1.0, 2.0, 3.0, 4.0], 60.0, 60.0),  # the linger is over
+        (5, [-100.0, -90.0, 0.0, 1.0, 2.0], 2.0, 7.0),  # old arrivals do not count: 1 per s
+        (9, [0.0] * 8 + [0.5], 0.5, 1.5),  # at least a second before looking again
+    ],
+)
+def test_send_at(ready: int, arrivals: list[float], now: float, expected: float) -> None:
+    at = send_at(now=now, oldest=0.0, ready=ready, limit=10, arrivals=arrivals, linger=60.0)
+    assert at == pytest.approx(expected, abs=0.05)
+
+
+async def test_a_trickle_goes_at_once() -> None:
+    wb = writeback()
+    wb.enqueue(ended(0))
+    await asyncio.sleep(30)
+    t0 = asyncio.get_running_loop().time()
+    wb.enqueue(ended(1))
+    batch = await wb._take(CHECK, 10, 60.0)
+    assert len(batch) == 2  # both waiting, 30 s apart: no more are expected soon
+    assert asyncio.get_running_loop().time() - t0 < 0.01
+
+
+async def test_a_stream_waits_for_a_full_batch() -> None:
     wb = writeback()
     t0 = asyncio.get_running_loop().time()
-    for i in range(3):
-        wb.enqueue(ended(i))
-        await asyncio.sleep(1)
-    batch = await wb._take(CHECK, 10, 5.0)
-    assert len(batch) == 3
-    assert round(asyncio.get_running_loop().time() - t0) == 5  # the first one's linger
+
+    async def stream() -> None:
+        for i in range(30):
+            wb.enqueue(ended(i))
+            await asyncio.sleep(1)
+
+    task = asyncio.create_task(stream())
+    await asyncio.sleep(1.5)  # (the very first one went alone: one arrival gives no rate)
+    first = await wb._take(CHECK, 10, 60.0)
+    assert len(first) == 10
+    assert 8.9 <= asyncio.get_running_loop().time() - t0 <= 10.1  # filled at the 10th arrival
+    await task
 
 
 async def test_a_full_batch_goes_at_once() -> None:
@@ -90,3 +129,42 @@ async def test_items_are_suspect_unless_seen_processing() -> None:
     wb.enqueue(ended(1))
     batch = await wb._take(CHECK, 10, 0.0)
     assert {b.job.name: b.suspect for b in batch} == {"job-0": True, "job-1": False}
+
+
+class NextRead:
+    """The push source as the write-back sees it: its next payload read lands `after` seconds on."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.fresh_at = -math.inf
+        self.waits = 0
+
+    async def fresh_since(self, since: float, timeout: float) -> bool:
+        self.waits += 1
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(self.after)
+        self.fresh_at = started
+        return True
+
+
+async def test_with_push_known_rows_are_decided_without_a_read() -> None:
+    facts = JobsRowFacts()
+    for i in range(12):
+        facts.learn(f"recJOB{i:011d}", RowFacts("processing", f"job-{i}", None))
+    facts.learn("recJOB00000000003", RowFacts("failed", "job-3", "2026-11-29 ended by hand"))
+    source = NextRead(after=3)
+    wb = writeback(facts=facts, freshness=lambda: source)  # airtable=None: any read would raise
+    for i in range(12):
+        wb.enqueue(ended(i))
+    checker = asyncio.create_task(wb._check_loop())
+    await asyncio.sleep(1)
+    late = ended(12)  # reaches the stage after the read started: not vouched by it
+    wb.enqueue(late)
+    await asyncio.sleep(2.5)
+    stages = {item.job.name: item.stage for item in wb._pending.values()}
+    checker.cancel()
+    assert stages.pop("job-3") == "status"  # ended by someone else: left as it is
+    assert stages.pop("job-12") == CHECK
+    assert set(stages.values()) == {"Videos"}
+    assert wb._pending[late.key].since > source.fresh_at
+    assert wb._pending[("media", "job-3")].outcome == "EndedInAirtable"

@@ -1,0 +1,153 @@
+"""What the leader knows of each Jobs row's Status, External Job ID and Notes, and how fresh it is.
+
+Contract section 2 forbids clobbering a row someone else ended, and Notes must be appended to,
+so a write needs the row's current state. Reading it costs an Airtable call per 50 rows; with
+push on, the same knowledge comes for free: a row's state is known from the REST rows the leader
+has seen (the mirror's listings and fetches, the write-back's own reads, the answers to its
+writes), and every later change to those three fields arrives as a webhook payload, because they
+are watched. After a payload read that started at time t, every known row is known as of t.
+That is the same guarantee a read at t gives, and the write that follows has the same window.
+
+A row is unknown (and so read before it is written) when it was never seen, when a payload did
+not carry a value the merge needs, after the webhook or its cursor was lost, and when it was
+evicted to keep memory bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from controller.rows import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_STATUS
+
+KNOWN_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_NOTES)
+DELETED = "(deleted)"
+MAX_ROWS = 50_000  # ~100 bytes a row beyond its Notes: a bound far above the processing rows
+
+
+def _text(value: Any) -> Any:
+    """Single selects come as {id, name, color} in payloads, as text in the REST API."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) and value else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowFacts:
+    status: str | None
+    external_job_id: str | None
+    notes: str | None
+
+    def as_row(self) -> dict[str, Any] | None:
+        """The row as the REST API would give it (empty cells absent); None for a deleted row."""
+        if self.status == DELETED:
+            return None
+        row = {FIELD_STATUS: self.status, FIELD_EXTERNAL_ID: self.external_job_id, FIELD_NOTES: self.notes}
+        return {k: v for k, v in row.items() if v is not None}
+
+
+def facts_from_rest(fields: Mapping[str, Any]) -> RowFacts:
+    """A REST row leaves empty cells out, so an absent field is an empty one. Pure."""
+    return RowFacts(
+        _text(fields.get(FIELD_STATUS)), _text(fields.get(FIELD_EXTERNAL_ID)), _text(fields.get(FIELD_NOTES))
+    )
+
+
+def merge_payload_cells(
+    prior: RowFacts | None, cells: Mapping[str, Any], field_ids: Mapping[str, str]
+) -> RowFacts | None:
+    """A row's facts after one payload's cells (keyed by field id). Pure.
+
+    A payload carries the fields that changed (and the ones listed in the webhook's includes); an
+    absent field did not change, so it keeps its prior value, and with no prior value it is
+    unknown. A cleared cell comes as null."""
+    values: dict[str, Any] = {}
+    for name in KNOWN_FIELDS:
+        fid = field_ids.get(name)
+        if fid is not None and fid in cells:
+            values[name] = _text(cells[fid])
+        elif prior is not None:
+            values[name] = getattr(prior, _ATTR[name])
+        else:
+            return None
+    return RowFacts(values[FIELD_STATUS], values[FIELD_EXTERNAL_ID], values[FIELD_NOTES])
+
+
+def record_changes(payloads: Iterable[Any], table_id: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(kind, record id, cells by field id) for each row change in one table's payloads. Pure.
+
+    Kinds: `created`, `changed` (its `current` cells over the `unchanged` ones the webhook
+    includes) and `destroyed` (no cells). Anything not shaped as documented is skipped."""
+    for payload in payloads:
+        tables = payload.get("changedTablesById") if isinstance(payload, dict) else None
+        table = tables.get(table_id) if isinstance(tables, dict) else None
+        if not isinstance(table, dict):
+            continue
+        for key, kind in (("createdRecordsById", "created"), ("changedRecordsById", "changed")):
+            records = table.get(key)
+            for rid, change in records.items() if isinstance(records, dict) else ():
+                sections: tuple[Any, ...] = ()
+                if isinstance(change, dict):
+                    sections = (
+                        (change,) if kind == "created" else (change.get("unchanged"), change.get("current"))
+                    )
+                cells: dict[str, Any] = {}
+                for section in sections:
+                    found = section.get("cellValuesByFieldId") if isinstance(section, dict) else None
+                    cells.update(found if isinstance(found, dict) else {})
+                yield kind, str(rid), cells
+        destroyed = table.get("destroyedRecordIds")
+        for rid in destroyed if isinstance(destroyed, list) else ():
+            yield "destroyed", str(rid), {}
+
+
+_ATTR = {FIELD_STATUS: "status", FIELD_EXTERNAL_ID: "external_job_id", FIELD_NOTES: "notes"}
+
+
+class JobsRowFacts:
+    """The leader's knowledge of Jobs rows; `fresh_at` says up to when a push read vouches for it."""
+
+    def __init__(self, max_rows: int = MAX_ROWS) -> None:
+        self._rows: OrderedDict[str, RowFacts] = OrderedDict()
+        self._max = max_rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, record_id: str) -> RowFacts | None:
+        return self._rows.get(record_id)
+
+    def learn(self, record_id: str, facts: RowFacts | None) -> None:
+        if facts is None:
+            self._rows.pop(record_id, None)
+            return
+        self._rows[record_id] = facts
+        self._rows.move_to_end(record_id)
+        while len(self._rows) > self._max:
+            self._rows.popitem(last=False)
+
+    def learn_rest(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """REST records ({id, fields}) as listed or as answered to a write."""
+        for record in records:
+            fields = record.get("fields")
+            rid = record.get("id")
+            if isinstance(rid, str) and isinstance(fields, Mapping):
+                self.learn(rid, facts_from_rest(fields))
+
+    def learn_payloads(self, payloads: Iterable[Any], table_id: str, field_ids: Mapping[str, str]) -> None:
+        """Apply a run of webhook payloads, in order: the last change to a row wins."""
+        for kind, rid, cells in record_changes(payloads, table_id):
+            if kind == "destroyed":
+                self.learn(rid, RowFacts(DELETED, None, None))
+            else:
+                prior = self._rows.get(rid) if kind == "changed" else None
+                self.learn(rid, merge_payload_cells(prior, cells, field_ids))
+
+    def forget(self, record_id: str) -> None:
+        self._rows.pop(record_id, None)
+
+    def clear(self) -> None:
+        """The payload stream broke (a new webhook, a lost cursor): nothing known is vouched for."""
+        self._rows.clear()
