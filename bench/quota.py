@@ -5,9 +5,11 @@
 Each run starts the Airtable simulator (its webhooks and pings included), the controller's real
 change sources (`PushSource`, `IncrementalPolling`, `FullListing`) and its real Airtable client,
 and runs a simulated window in compressed time: rows arrive at the load's rate, each job ends 3
-simulated minutes after it was submitted, and its result is written back (ours: 10 rows a request
-after the write-back's linger, as controller/writeback.py does; the seed: three single-row
-updates per job). The calls made after start-up are scaled to 30 days. Detection latency is from
+simulated minutes after it was submitted, and its result is written back (ours: as
+controller/writeback.py batches, with its own `send_at` deciding when a partial batch goes: the
+Jobs rows read 50 a request before the write, except in push mode, where the payloads vouch for
+them; then the target rows and the Jobs rows, 10 a request; the seed: three single-row updates per
+job). The calls made after start-up are scaled to 30 days. Detection latency is from
 a row's creation to the batch that hands it to the mirror, in simulated seconds.
 
 Not exercised here: Kubernetes (the webhook state is kept in memory instead of a Secret), the
@@ -27,16 +29,17 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.airtable_push import PingReceiver, PushSource, WebhookState
 from controller.changes import ChangeSource, FullListing, IncrementalPolling
-from controller.clients.airtable import AirtableClient
+from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
 from controller.metrics import Metrics
+from controller.writeback import send_at
 from sandbox import AirtableSimulator
 from sandbox.controlplane import REPO, free_port
 
@@ -45,16 +48,14 @@ BASE = "appBenchBase00001"
 INTERVAL = 120.0  # POLLING_INTERVAL_MINUTES = 2, in simulated seconds
 CHECK_EVERY = 3600.0  # AIRTABLE_WEBHOOK_CHECK_MINUTES = 60
 FULL_EVERY = 6 * 3600.0  # AIRTABLE_FULL_RESYNC_HOURS = 6
-LINGER = min(5.0, INTERVAL / 24)  # the write-back's wait for a fuller batch
+LINGER = INTERVAL  # AIRTABLE_WRITE_LINGER_SECONDS' default: one polling interval
 JOB_MINUTES = 3.0
 SEED_MIN_AGE = 300.0  # the seed only lists rows older than 5 minutes
 MONTH = 30 * 86400.0
 REFRESHES_PER_MONTH_IDLE = 30 / 4
 LOADS = {"idle": 0, "50 jobs/day": 50, "5,000 jobs/day": 5000}
 PUSH, FALLBACK = "ours: push", "ours: fallback (incremental)"
-PUSH_LINGER = "ours: push, AIRTABLE_WRITE_LINGER_SECONDS=120"
-MODES = ("seed", "ours: full listing (before)", PUSH, FALLBACK, PUSH_LINGER)
-LINGERS = {PUSH_LINGER: 120.0}
+MODES = ("seed", "ours: full listing (before)", PUSH, FALLBACK)
 
 
 class MemoryStore:
@@ -90,9 +91,7 @@ class Run:
     scale_ms: float = 0.0  # simulated seconds per real millisecond
 
     def per_month(self) -> float:
-        extra = (
-            REFRESHES_PER_MONTH_IDLE if self.mode in (PUSH, PUSH_LINGER) and not self.jobs_per_day else 0.0
-        )
+        extra = REFRESHES_PER_MONTH_IDLE if self.mode == PUSH and not self.jobs_per_day else 0.0
         return sum(self.calls.values()) * MONTH / self.window_s + extra
 
     def by_purpose_month(self) -> dict[str, float]:
@@ -153,37 +152,79 @@ async def consume(source: ChangeSource, world: World, *, min_age: float = 0.0) -
         await batch.commit()
 
 
-async def write_back(airtable: AirtableClient, world: World, *, batched: bool, linger: float) -> None:
+class Stage:
+    """One write-back stage's queue, batched by the controller's own `send_at`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: list[tuple[str, float]] = []  # (record id, arrived)
+        self.arrivals: deque[float] = deque(maxlen=256)
+
+    def add(self, rid: str, now: float) -> None:
+        self.items.append((rid, now))
+        self.arrivals.append(now)
+
+    def take(self, now: float) -> list[str]:
+        """The batch that goes now (empty when it should wait for more)."""
+        if not self.items:
+            return []
+        at = send_at(
+            now=now,
+            oldest=self.items[0][1],
+            ready=len(self.items),
+            limit=self.limit,
+            arrivals=self.arrivals,
+            linger=LINGER,
+        )
+        if at > now:
+            return []
+        batch, self.items = self.items[: self.limit], self.items[self.limit :]
+        return [rid for rid, _ in batch]
+
+
+async def write_back(airtable: AirtableClient, world: World, *, mode: str) -> None:
     """Ends each discovered job JOB_MINUTES after submission and writes its result."""
+    check = Stage(IDS_PER_READ)
+    targets = {"Segments": Stage(MAX_RECORDS_PER_WRITE), "Videos": Stage(MAX_RECORDS_PER_WRITE)}
+    jobs = Stage(MAX_RECORDS_PER_WRITE)
+    payload = '{"output_url": "https://x/y.mp4"}'
     while True:
-        await world.sleep(linger if batched else 1.0)
+        await world.sleep(1.0)
         now = world.now()
         due = [
             rid
             for rid, found in world.discovered.items()
             if rid not in world.written and now >= max(found, world.created[rid] + world.ends[rid])
         ]
-        if not due:
-            continue
         world.written.update(due)
-        jobs = [
-            (rid, {"Status": "completed", "Response Payload": '{"output_url": "https://x/y.mp4"}'})
-            for rid in due
-        ]
-        if batched:
-            for table in ("Segments", "Videos"):
-                rows = [
-                    (world.targets[r][1], {"Status": "combined"}) for r in due if world.targets[r][0] == table
-                ]
-                if rows:
-                    await airtable.update_records(table, rows)
-            await airtable.update_records("Jobs", [(rid, {**f, "Notes": "done"}) for rid, f in jobs])
-        else:  # the seed: Jobs status and payload, the target row, the Jobs notes, one call each
-            for rid, fields in jobs:
+        if mode == "seed":  # Jobs status and payload, the target row, the Jobs notes: one call each
+            for rid in due:
                 table, target = world.targets[rid]
-                await airtable.update_records("Jobs", [(rid, fields)])
+                await airtable.update_records(
+                    "Jobs", [(rid, {"Status": "completed", "Response Payload": payload})]
+                )
                 await airtable.update_records(table, [(target, {"Status": "combined"})])
                 await airtable.update_records("Jobs", [(rid, {"Notes": "done"})])
+            continue
+        for rid in due:
+            if mode == PUSH:  # the payload reads vouch for the rows: no read before the write
+                targets[world.targets[rid][0]].add(rid, now)
+            else:
+                check.add(rid, now)
+        while batch := check.take(now):
+            await airtable.get_records("Jobs", batch, fields=("Status", "Notes", "External Job ID"))
+            for rid in batch:
+                targets[world.targets[rid][0]].add(rid, now)
+        for table, stage in targets.items():
+            while batch := stage.take(now):
+                await airtable.update_records(
+                    table, [(world.targets[r][1], {"Status": "combined"}) for r in batch]
+                )
+                for rid in batch:
+                    jobs.add(rid, now)
+        while batch := jobs.take(now):
+            fields = {"Status": "completed", "Response Payload": payload, "Notes": "done"}
+            await airtable.update_records("Jobs", [(rid, fields) for rid in batch])
 
 
 async def arrivals(sim: AirtableSimulator, world: World, per_day: float, rng: random.Random) -> None:
@@ -256,7 +297,7 @@ async def run_one(
             airtable, "Jobs", full_every=FULL_EVERY / scale, overlap=timedelta(seconds=60 / scale)
         )
         source: ChangeSource
-        if mode in (PUSH, PUSH_LINGER):
+        if mode == PUSH:
             push = PushSource(
                 airtable=airtable,
                 store=store,  # type: ignore[arg-type]
@@ -291,9 +332,7 @@ async def run_one(
                 world.t0 = time.monotonic()
             tasks = [
                 asyncio.create_task(consume(source, world, min_age=SEED_MIN_AGE if mode == "seed" else 0.0)),
-                asyncio.create_task(
-                    write_back(airtable, world, batched=mode != "seed", linger=LINGERS.get(mode, LINGER))
-                ),
+                asyncio.create_task(write_back(airtable, world, mode=mode)),
                 asyncio.create_task(arrivals(sim, world, per_day, rng)),
             ]
             if burst and not preexisting:  # N new rows at once, outputs over the next 20 minutes
@@ -338,7 +377,7 @@ def markdown(runs: list[Run], bursts: list[Run], command: str) -> str:
     ]
     for run in runs:
         purposes = ", ".join(f"{k} {v:,.0f}" for k, v in run.by_purpose_month().items()) or "none"
-        if run.mode in (PUSH, PUSH_LINGER) and not run.jobs_per_day:
+        if run.mode == PUSH and not run.jobs_per_day:
             purposes += f", refresh {REFRESHES_PER_MONTH_IDLE:.1f} (computed)"
         lines.append(f"| {run.load} | {run.mode} | {run.per_month():,.0f} | {purposes} | {_lat(run)} |")
     if bursts:
@@ -392,8 +431,6 @@ async def main(argv: list[str]) -> int:
     runs: list[Run] = []
     for load, per_day in loads.items():
         for mode in modes:
-            if mode == PUSH_LINGER and not per_day:
-                continue
             print(f"{load}: {mode} ({args.hours * 3600 / args.scale:.0f} s)", flush=True)
             run = await run_one(mode, load, per_day, hours=args.hours, scale=args.scale)
             run.scale_ms = args.scale / 1000

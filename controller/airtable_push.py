@@ -43,7 +43,7 @@ from controller.clients.airtable import (
     calls_for,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
-from controller.jobrows import JobsRowFacts, record_changes
+from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
 from controller.rows import (
@@ -346,6 +346,8 @@ class PushSource:
     async def fresh_since(self, since: float, timeout: float) -> bool:
         """Wait (at most `timeout`) until a payload read that started after `since` has been
         applied to `facts`. False when push is not working: then the caller must read the rows."""
+        if any(name not in self._field_ids for name in KNOWN_FIELDS):
+            return False  # (no schema yet, or a field is missing: its changes would go unseen)
         try:
             async with asyncio.timeout(timeout):
                 while self.fresh_at < since:
@@ -562,6 +564,13 @@ class PushSource:
             self._table_id, fields = await self._airtable.table_schema(self._table)
             self._status_field = fields.get(FIELD_STATUS)
             self._field_ids = fields
+            missing = [name for name in KNOWN_FIELDS if name not in fields]
+            if missing:
+                log.warning(
+                    "the %s table has no field %s: its rows are read before every write",
+                    self._table,
+                    ", ".join(missing),
+                )
         state = await self._store.load()
         hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
         wanted = webhook_spec(self._table_id, self._field_ids)

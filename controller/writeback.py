@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from itertools import pairwise
 from posixpath import basename
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -213,22 +214,27 @@ def send_at(
 ) -> float:
     """When a batch of `ready` items (the oldest waiting since `oldest`) should go. Pure.
 
-    A full batch goes now. A partial one waits only if, at the rate items reached this stage over
-    the last `linger` seconds, it would fill before its oldest item has waited `linger`; then it
-    looks again once the expected fill time has passed (at least a second later). So a trickle
-    is written at once, and a stream is written ten rows a request.
+    A full batch goes now. A partial one waits only while items keep coming: the stage's arrivals
+    over the last `linger` seconds give a rate and the longest gap between two of them. It waits if
+    that rate fills the batch before its oldest item has waited `linger`, and only until no item
+    has come for one and a half longest gaps (the stream stopped). A single burst has no gap and
+    goes at once; so does a trickle; a stream is written ten rows a request; groups that arrive
+    together (one per payload read) are joined by the next group.
     """
     deadline = oldest + linger
     if ready >= limit or deadline <= now:
         return now
-    recent = [t for t in arrivals if t > now - linger]
+    recent = sorted(t for t in arrivals if now - linger < t <= now)
     if len(recent) < 2:
         return now  # one arrival gives no rate
-    rate = (len(recent) - 1) / max(now - min(recent), 1e-3)
-    fill = (limit - ready) / rate
-    if now + fill > deadline:
-        return now
-    return min(deadline, now + max(fill, 1.0))
+    longest = max(b - a for a, b in pairwise(recent))
+    stalled_at = recent[-1] + 1.5 * longest
+    if longest <= 0 or stalled_at <= now:
+        return now  # one burst, or the stream stopped
+    rate = (len(recent) - 1) / (recent[-1] - recent[0])
+    if now + (limit - ready) / rate > deadline:
+        return now  # it would not fill in time
+    return min(deadline, stalled_at)
 
 
 class Freshness(Protocol):

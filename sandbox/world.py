@@ -25,6 +25,22 @@ PAYLOAD_KEY = {"Segments": "segment_id", "Videos": "video_id"}
 AIRTABLE_KEY = "patSandboxWorld.0123456789abcdef"
 NCA_KEY = "nca-sandbox-world-key-0123"
 BASE_ID = "appSANDBOXworld01"
+# The base's schema as contract section 4 gives it: a real base has every field before any row
+# uses it, and the webhooks API (and its field ids) needs the schema from the start.
+SCHEMA = {
+    "Jobs": (
+        "Status",
+        "External Job ID",
+        "Request Payload",
+        "Response Payload",
+        "Notes",
+        "Created Time",
+        "Segment",
+        "Video",
+    ),
+    "Segments": ("Name", "Status", "Voiceover + Video"),
+    "Videos": ("Name", "Combined Segments Video", "Video + Music"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +75,8 @@ class World:
             host=host,
             port=ports[0],
         )
+        for table, fields in SCHEMA.items():
+            self.airtable.set_schema(base_id, table, fields)
         self.nca: NcaSimulator | None = None
         self.jobs: list[SeededJob] = []
 

@@ -153,7 +153,9 @@ async def test_a_burst_of_1000_new_rows_is_discovered_within_one_interval(rig: R
     assert spec["filters"]["recordChangeScope"] == rig.sim.table_id(BASE, "Jobs")
     watched = {rig.sim.field_id(BASE, "Jobs", f) for f in ("Status", "External Job ID", "Request Payload")}
     assert watched <= set(spec["filters"]["watchDataInFieldIds"])
-    assert rig.sim.field_id(BASE, "Jobs", "Notes") not in spec["filters"]["watchDataInFieldIds"]
+    watching = set(spec["filters"]["watchDataInFieldIds"])
+    assert rig.sim.field_id(BASE, "Jobs", "Notes") in watching  # for the row facts (controller.jobrows)
+    assert rig.sim.field_id(BASE, "Jobs", "Response Payload") not in watching
     calls_before = rig.sim.count()
     burst_at = time.monotonic()
     ids = {rig.add_row(i) for i in range(1000)}
@@ -399,3 +401,54 @@ async def test_without_a_usable_webhook_it_polls_incrementally_and_retries_hourl
     await batch.commit()
     assert source.mode == "push"
     assert row in {r["id"] for r in batch.records}
+
+
+async def test_in_push_mode_rows_are_written_without_a_read_and_a_note_added_by_hand_is_kept(
+    world: SimWorld, namespace: str, kube: KubeClient
+) -> None:
+    from tests.harness import mediajob, running, settings_for, wait_synced
+
+    port = free_port()
+    settings = settings_for(
+        world,
+        namespace,
+        POLLING_INTERVAL_MINUTES="0.05",
+        HTTP_PORT=str(port),
+        AIRTABLE_WEBHOOK_URL=f"http://127.0.0.1:{port}/webhooks/airtable",
+    )
+    # known from the first listing, and from the fetches of new rows after pings
+    jobs = [world.add_job("concatenate", queued_s=6, drop_webhook=True) for _ in range(6)]
+    async with running(settings) as runtime:
+        await until(lambda: runtime.push is not None and runtime.push.mode == "push", timeout=30)
+        jobs += [world.add_job("concatenate", queued_s=4, drop_webhook=True) for _ in range(6)]
+        for job in jobs:
+            await until(lambda job=job: mediajob(kube, namespace, job), timeout=20)  # type: ignore[misc]
+        for job in (jobs[0], jobs[-1]):
+            world.airtable.set_fields(world.base_id, "Jobs", job.record_id, {"Notes": "checked by hand"})
+        for job in jobs:
+            await wait_synced(kube, namespace, job, timeout=40)
+        text = runtime.metrics.render().decode()
+    for job in jobs:
+        assert world.jobs_row(job)["Status"] == "completed"
+    for job in (jobs[0], jobs[-1]):
+        notes = world.jobs_row(job)["Notes"].splitlines()
+        assert notes[0] == "checked by hand"  # appended to, though never read before the write
+        assert "mediajob-controller: Completed" in notes[1]
+    assert 'purpose="read-before-write"' not in text
+    assert 'mediajob_airtable_calls_total{purpose="write"}' in text
+
+
+async def test_a_webhook_that_does_not_watch_notes_is_replaced_and_every_row_resynced(rig: Rig) -> None:
+    await started(rig)
+    [(old_id, hook)] = rig.sim.webhooks.hooks.items()
+    filters = hook.specification["options"]["filters"]
+    filters["watchDataInFieldIds"].remove(rig.sim.field_id(BASE, "Jobs", "Notes"))  # an earlier version's
+    row = rig.add_row(1)
+    successor = rig.source()  # a new leader, with the old leader's Secret
+    first = await successor.next_batch()
+    await first.commit()
+    assert first.complete  # a new webhook starts a new payload stream: list everything once
+    assert row in {r["id"] for r in first.records}
+    assert old_id not in rig.sim.webhooks.hooks
+    assert len(rig.sim.webhooks.hooks) == 1
+    assert successor.facts.get(row) is not None  # known from the listing, to be kept by payloads

@@ -59,13 +59,16 @@ def writeback(**extra: Any) -> WriteBack:
     [
         (10, [0.0] * 10, 0.0, 0.0),  # full: at once
         (1, [0.0], 0.0, 0.0),  # one arrival: no rate, a trickle goes at once
+        (5, [0.0] * 5, 0.0, 0.0),  # one burst: no more are coming
         (2, [0.0, 50.0], 50.0, 50.0),  # 1 per 50 s: 8 more take 400 s > the 60 s linger
-        (2, [0.0, 1.0], 1.0, 9.0),  # 1 per s: full in 8 s, look again then
-        (9, [0.0] * 9, 30.0, 33.75),  # a group of 9 at t=0, seen at 30 s: 8 per 30 s, 1 more in 3.75 s
-        (9, [0.0] * 9, 59.0, 59.0),  # ...but not if it would fill only after the oldest's linger
+        (2, [0.0, 1.0], 1.0, 2.5),  # 1 per s: it would fill in 8 s; look again if none comes by 2.5
+        (3, [0.0, 1.0, 2.0], 3.0, 3.5),  # ...and the stream goes on
+        (3, [0.0, 1.0, 2.0], 3.6, 3.6),  # ...or it stopped: send
+        (7, [0.0] * 3 + [20.0] * 4, 25.0, 50.0),  # groups 20 s apart: wait for the next group
+        (7, [0.0] * 3 + [20.0] * 4, 50.0, 50.0),  # ...which did not come
+        (7, [0.0] * 3 + [50.0] * 4, 55.0, 55.0),  # the next group would come after the linger
         (5, [0.0, 1.0, 2.0, 3.0, 4.0], 60.0, 60.0),  # the linger is over
-        (5, [-100.0, -90.0, 0.0, 1.0, 2.0], 2.0, 7.0),  # old arrivals do not count: 1 per s
-        (9, [0.0] * 8 + [0.5], 0.5, 1.5),  # at least a second before looking again
+        (3, [-100.0, -90.0, 0.0, 1.0, 2.0], 2.0, 3.5),  # arrivals before the linger do not count
     ],
 )
 def test_send_at(ready: int, arrivals: list[float], now: float, expected: float) -> None:
