@@ -1,12 +1,18 @@
 """`make bench`: our controller against the seed's design, in one simulated world, side by side.
 
-    python -m bench [--sizes 100,1000,10000] [--no-drain] [--out docs/benchmarks.md]
+    python -m bench [--sizes 100,1000,10000] [--no-drain] [--contenders ours,push,seed]
+                    [--out docs/benchmarks.md]
 
-For each N, both contenders get the same world: N Jobs rows in `processing`, outputs appearing on
-Spaces over a window, 90% of NCA's webhooks dropped, Airtable at ~150 ms with its real 5 req/s
-limit and 30 s penalty, Spaces HEAD at ~40 ms, NCA status at ~80 ms. Time is compressed by a
-per-N scale (all intervals, ages and timelines scaled alike; network latencies and Airtable's limit
-stay physical). Each contender runs as its own process, so RSS and CPU are its own.
+Contenders: `ours` (the controller, Airtable change notifications not configured, so it polls
+incrementally), `push` (the same controller with AIRTABLE_WEBHOOK_URL pointing at its own HTTP
+server: the leader creates an Airtable webhook and mirrors from its payloads) and `seed` (the
+seed's design, bench/baseline.py). For each N, every contender gets the same world: N Jobs rows
+in `processing`, outputs appearing on Spaces over a window, 90% of NCA's webhooks dropped,
+Airtable at ~150 ms with its real 5 req/s limit and 30 s penalty, Spaces HEAD at ~40 ms, NCA
+status at ~80 ms. Time is compressed by a per-N scale (all intervals, ages and timelines scaled
+alike; network latencies and Airtable's limit stay physical). Each contender runs as its own
+process, so RSS and CPU are its own. Our controller's own count of Airtable calls by purpose is
+scraped from its /metrics just before it is stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import ssl
 import subprocess
 import sys
@@ -35,6 +42,13 @@ from sandbox.world import World
 OPERATIONS = ("combine", "concatenate", "add_music")
 WEBHOOK_TOKEN = "bench-webhook-token"
 LATENCY = {"airtable": 0.150, "spaces": 0.040, "nca": 0.080}
+# Our controller (`python -m controller`) in its two mirror modes, and the seed's design.
+OURS_FAMILY = ("ours", "push")
+CONTENDERS = (*OURS_FAMILY, "seed")
+# controller/clients/airtable.py's purposes, in the order the table shows them.
+PURPOSES = ("mirror", "payloads", "write", "read-before-write", "webhook-upkeep")
+CALLS_METRIC = "mediajob_airtable_calls_total"
+PINGS_METRIC = "mediajob_airtable_pings_total"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +84,11 @@ class Result:
     status_latencies: list[float] = dataclasses.field(default_factory=list)  # to the status transition
     airtable_requests: int = 0
     airtable_429: int = 0
+    # our controller's own counts (from its /metrics), empty for the seed
+    calls_by_purpose: dict[str, float] = dataclasses.field(default_factory=dict)
+    pings_by_result: dict[str, float] = dataclasses.field(default_factory=dict)
+    webhooks_created: int = 0  # in the simulator, over the run
+    pings_sent: int = 0  # by the simulator, any answer
     spaces_requests: int = 0
     nca_requests: int = 0
     api_writes: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -137,6 +156,35 @@ def apiserver_writes(plane: ControlPlane) -> Counter[str]:
     return writes
 
 
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _labels(line: str) -> dict[str, str]:
+    return dict(LABEL.findall(line[line.index("{") + 1 : line.rindex("}")]))
+
+
+def counter_by_label(text: str, metric: str, label: str) -> dict[str, float]:
+    """A Prometheus counter's samples from an exposition text, keyed by one label's value. Pure."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        key = _labels(line).get(label)
+        if key is not None:
+            values[key] = values.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def scrape(port: int) -> str:
+    """The controller's /metrics text; empty if it does not answer (it has exited, say)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+    except OSError as exc:
+        print(f"  could not scrape the controller's /metrics: {exc}", flush=True)
+        return ""
+
+
 def seed_world(world: World, sc: Scenario, webhook_url: str, rng: random.Random) -> dict[str, float]:
     """N jobs; returns record id → the real time its output appears."""
     now = time.time()
@@ -156,8 +204,9 @@ def seed_world(world: World, sc: Scenario, webhook_url: str, rng: random.Random)
 
 
 def contender_env(
-    world: World, sc: Scenario, plane: ControlPlane, namespace: str, port: int
+    world: World, sc: Scenario, plane: ControlPlane, namespace: str, port: int, contender: str = "ours"
 ) -> dict[str, str]:
+    push = {"AIRTABLE_WEBHOOK_URL": f"http://127.0.0.1:{port}/webhooks/airtable"}
     return {
         **os.environ,
         **world.env(),
@@ -172,7 +221,10 @@ def contender_env(
         "POLLING_SLOW_AFTER_MINUTES": f"{60 / sc.scale:.6f}",
         "POLLING_SLOW_INTERVAL_MINUTES": f"{10 / sc.scale:.6f}",
         "BASELINE_MIN_AGE_MINUTES": f"{5 / sc.scale:.6f}",
+        "AIRTABLE_WEBHOOK_CHECK_MINUTES": f"{60 / sc.scale:.6f}",
+        "AIRTABLE_FULL_RESYNC_HOURS": f"{6 / sc.scale:.6f}",
         "PYTHONUNBUFFERED": "1",
+        **(push if contender == "push" else {}),
     }
 
 
@@ -208,7 +260,8 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
     rng = random.Random(42)  # the same world for both contenders
     result = Result(contender, sc)
     namespace = f"bench-{contender}-{sc.n}-{int(time.time())}"
-    if contender == "ours":
+    ours = contender in OURS_FAMILY
+    if ours:
         plane.kubectl("create", "namespace", namespace)
     async with World(airtable_rate_limit=5, airtable_penalty_s=30) as world:
         world.airtable.faults.latency = LATENCY["airtable"]
@@ -217,8 +270,8 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
         port = free_port()
         appear = seed_world(world, sc, f"http://127.0.0.1:{port}/webhooks/nca?token={WEBHOOK_TOKEN}", rng)
         ops = {job.record_id: job.operation for job in world.jobs}
-        env = contender_env(world, sc, plane, namespace, port)
-        argv = [sys.executable, "-m", "controller" if contender == "ours" else "bench.baseline"]
+        env = contender_env(world, sc, plane, namespace, port, contender)
+        argv = [sys.executable, "-m", "controller" if ours else "bench.baseline"]
         writes_before = apiserver_writes(plane)
         log_path = workdir / f"{contender}-{sc.n}-{int(sc.scale)}.log"
         proc = await asyncio.create_subprocess_exec(
@@ -235,6 +288,10 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
                 await asyncio.sleep(0.5)
             sampler.sample()
             result.cpu_cores = sampler.cores()
+            if ours:
+                text = await asyncio.to_thread(scrape, port)
+                result.calls_by_purpose = counter_by_label(text, CALLS_METRIC, "purpose")
+                result.pings_by_result = counter_by_label(text, PINGS_METRIC, "result")
         finally:
             await stop_process(proc, grace=30)
         result.wall_s = time.monotonic() - started
@@ -249,7 +306,16 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
         result.airtable_429 = world.airtable.rate_limited
         result.spaces_requests = world.spaces.count()
         result.nca_requests = world.nca_sim.count()
-        if contender == "ours":
+        result.webhooks_created = sum(
+            1
+            for r in world.airtable.requests
+            if r.method == "POST" and r.path.endswith("/webhooks") and r.status == 200
+        )
+        result.pings_sent = len(world.airtable.webhooks.pings)
+        if ours:
+            if contender == "push":
+                secret = plane.kubectl("get", "secret", "-n", namespace, "-o", "name", check=False).stdout
+                print(f"  webhook state in the namespace: {secret.split() or 'no Secret'}", flush=True)
             result.status_latencies = status_latencies(plane, namespace, appear, sc.scale)
         after = apiserver_writes(plane)
         for resource in ("mediajobs", "mediajobs/status", "events", "leases"):
@@ -277,62 +343,120 @@ def ratio(ours: float | None, seed: float | None) -> str:
     return f"{ours / seed:.3g}x"
 
 
-def rows_for(ours: Result, seed: Result) -> list[tuple[str, str, str, str]]:
-    def both(label: str, get: Any, unit: str = "", digits: int = 1) -> tuple[str, str, str, str]:
-        a, b = get(ours), get(seed)
-        return (label, fmt(a, unit, digits), fmt(b, unit, digits), ratio(a, b))
+def purposes_of(results: list[Result]) -> list[str]:
+    """The known purposes in their order, then any other the controllers reported. Pure."""
+    seen = {p for r in results for p in r.calls_by_purpose}
+    return [*PURPOSES, *sorted(seen - set(PURPOSES))]
+
+
+def headers(results: list[Result]) -> list[str]:
+    """figure, one column per contender, then `<contender>/seed` for each other one. Pure."""
+    names = [r.contender for r in results]
+    ratios = [f"{n}/seed" for n in names if n != "seed"] if "seed" in names else []
+    return ["figure", *names, *ratios]
+
+
+def rows_for(results: list[Result]) -> list[list[str]]:
+    """One row per figure: its label, a value per contender, and each one's ratio to the seed."""
+    seed = next((r for r in results if r.contender == "seed"), None)
+    others = [r for r in results if r.contender != "seed"] if seed else []
+
+    def row(label: str, get: Any, unit: str = "", digits: int = 1, compare: bool = True) -> list[str]:
+        ratios = [ratio(get(r), get(seed)) if compare else "" for r in others] if seed else []
+        return [label, *(fmt(get(r), unit, digits) for r in results), *ratios]
+
+    def text(label: str, get: Any) -> list[str]:
+        return [label, *(get(r) for r in results), *([""] * len(others))]
+
+    def ours_only(get: Any) -> Any:
+        return lambda r: get(r) if r.contender in OURS_FAMILY else None
 
     rows = [
-        both("completed (of N)", lambda r: r.completed, "", 0),
-        (
+        row("completed (of N)", lambda r: r.completed, "", 0),
+        text(
             "completed by op (combine/concatenate/add_music)",
-            "/".join(str(ours.completed_by_op.get(o, 0)) for o in OPERATIONS),
-            "/".join(str(seed.completed_by_op.get(o, 0)) for o in OPERATIONS),
-            "",
+            lambda r: "/".join(str(r.completed_by_op.get(o, 0)) for o in OPERATIONS),
         ),
-        both("status transition latency p95 (sim s)", lambda r: r.pct(0.95, r.status_latencies)),
-        both("detection latency p50 (sim s)", lambda r: r.pct(0.5)),
-        both("detection latency p95 (sim s)", lambda r: r.pct(0.95)),
-        both("detection latency max (sim s)", lambda r: max(r.latencies) if r.latencies else None),
-        both("detection latency p95 (real s)", lambda r: _real(r.pct(0.95), r.scenario.scale), "", 2),
-        both("Airtable requests per completed job", lambda r: _per(r.airtable_requests, r.completed), "", 2),
-        both("Airtable 429s received", lambda r: r.airtable_429, "", 0),
-        both("Spaces requests per job per hour", lambda r: r.per_job_hour(r.spaces_requests)),
-        both("NCA requests per job per hour", lambda r: r.per_job_hour(r.nca_requests)),
-        both(
+        row("status transition latency p95 (sim s)", lambda r: r.pct(0.95, r.status_latencies)),
+        row("detection latency p50 (sim s)", lambda r: r.pct(0.5)),
+        row("detection latency p95 (sim s)", lambda r: r.pct(0.95)),
+        row("detection latency max (sim s)", lambda r: max(r.latencies) if r.latencies else None),
+        row("detection latency p95 (real s)", lambda r: _real(r.pct(0.95), r.scenario.scale), "", 2),
+        row("Airtable requests per completed job", lambda r: _per(r.airtable_requests, r.completed), "", 2),
+    ]
+    if any(r.contender in OURS_FAMILY for r in results):
+        rows += [
+            row(
+                f"Airtable requests per completed job: {purpose} (controller's count)",
+                ours_only(lambda r, p=purpose: _per(r.calls_by_purpose.get(p, 0.0), r.completed)),
+                "",
+                3,
+                compare=False,
+            )
+            for purpose in purposes_of(results)
+        ]
+        rows += [
+            text(
+                "Airtable requests: controller's count / simulator's",
+                lambda r: (
+                    f"{sum(r.calls_by_purpose.values()):,.0f} / {r.airtable_requests:,}"
+                    if r.contender in OURS_FAMILY
+                    else f"n/a / {r.airtable_requests:,}"
+                ),
+            ),
+            text(
+                "Airtable webhooks created / pings sent (simulator)",
+                lambda r: f"{r.webhooks_created} / {r.pings_sent}",
+            ),
+            text(
+                "Airtable pings received, by result (controller)",
+                lambda r: (
+                    ", ".join(f"{k} {v:,.0f}" for k, v in sorted(r.pings_by_result.items())) or "none"
+                    if r.contender in OURS_FAMILY
+                    else "n/a"
+                ),
+            ),
+        ]
+    rows += [
+        row("Airtable 429s received", lambda r: r.airtable_429, "", 0),
+        row("Spaces requests per job per hour", lambda r: r.per_job_hour(r.spaces_requests)),
+        row("NCA requests per job per hour", lambda r: r.per_job_hour(r.nca_requests)),
+        row(
             "API-server writes per job (mediajobs + status)",
             lambda r: r.api_writes.get("mediajobs", 0) + r.api_writes.get("mediajobs/status", 0),
             "",
             2,
         ),
-        both("API-server writes per job (events)", lambda r: r.api_writes.get("events", 0), "", 2),
-        both("peak RSS (MiB)", lambda r: r.peak_rss_mib),
-        both("mean CPU (cores)", lambda r: r.cpu_cores, "", 3),
-        both("run time (real s)", lambda r: r.wall_s),
+        row("API-server writes per job (events)", lambda r: r.api_writes.get("events", 0), "", 2),
+        row("peak RSS (MiB)", lambda r: r.peak_rss_mib),
+        row("mean CPU (cores)", lambda r: r.cpu_cores, "", 3),
+        row("run time (real s)", lambda r: r.wall_s),
     ]
-    if ours.scenario.window_min == 0:
-        rows.append(both("time to drain (real s; floor 40 s)", lambda r: r.drain_s))
+    if results[0].scenario.window_min == 0:
+        rows.append(row("time to drain (real s; floor 40 s)", lambda r: r.drain_s))
     return rows
 
 
-def markdown(pairs: list[tuple[Result, Result]], command: str) -> str:
+def markdown(groups: list[list[Result]], command: str) -> str:
     out = [
         f"Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d} (2 cores, loopback simulators, a real",
         "etcd + kube-apiserver). Each contender ran as its own process against the same simulated world;",
         "latencies are in simulated seconds (time compressed by the scale shown; network latencies and",
-        "Airtable's 5 req/s limit and 30 s penalty are physical). See the notes below the tables.",
+        "Airtable's 5 req/s limit and 30 s penalty are physical). `ours` mirrors by incremental polling,",
+        "`push` from Airtable's webhook payloads (AIRTABLE_WEBHOOK_URL set). See the notes below the tables.",
         "",
     ]
-    for ours, seed in pairs:
-        sc = ours.scenario
+    for results in groups:
+        sc = results[0].scenario
+        head = headers(results)
         out += [
             f"## {sc.name} ({sc.scale:g}x time, outputs over {sc.window_min:g} sim-min, "
             f"{sc.drop_rate:.0%} webhooks dropped)",
             "",
-            "| figure | ours | seed | ours/seed |",
-            "|---|---:|---:|---:|",
+            "| " + " | ".join(head) + " |",
+            "|---|" + "---:|" * (len(head) - 1),
         ]
-        out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows_for(ours, seed)]
+        out += ["| " + " | ".join(cells) + " |" for cells in rows_for(results)]
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -350,36 +474,47 @@ def write_between_markers(path: Path, generated: str) -> None:
     path.write_text(f"{head}{BEGIN}\n{generated}{END}{tail}")
 
 
-def print_table(pairs: list[tuple[Result, Result]]) -> None:
-    for ours, seed in pairs:
-        rows = rows_for(ours, seed)
-        print(f"\n{ours.scenario.name} ({ours.scenario.scale:g}x time)")
-        width = max(len(r[0]) for r in rows)
-        print(f"{'figure':<{width}}  {'ours':>12}  {'seed':>12}  {'ours/seed':>10}")
-        for a, b, c, d in rows:
-            print(f"{a:<{width}}  {b:>12}  {c:>12}  {d:>10}")
-
-
-def print_single(result: Result) -> None:
-    """One contender's figures, for profiling and tuning runs (`--only`)."""
-    rows = rows_for(result, result)
+def print_table(results: list[Result]) -> None:
+    rows = rows_for(results)
+    head = headers(results)
+    print(f"\n{results[0].scenario.name} ({results[0].scenario.scale:g}x time)")
     width = max(len(r[0]) for r in rows)
-    print(f"\n{result.scenario.name} ({result.scenario.scale:g}x time), {result.contender} only")
-    for label, value, _, _ in rows:
-        print(f"{label:<{width}}  {value:>12}")
+    print(f"{head[0]:<{width}}" + "".join(f"  {h:>12}" for h in head[1:]))
+    for cells in rows:
+        print(f"{cells[0]:<{width}}" + "".join(f"  {c:>12}" for c in cells[1:]))
+
+
+def parse_contenders(value: str) -> list[str]:
+    """`ours,push,seed` → the names, in order, each once; an unknown one is an argparse error. Pure."""
+    names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"contenders are a comma-separated subset of {','.join(CONTENDERS)}; got {value!r}"
+        )
+    return names
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated; empty for the drain only")
     parser.add_argument("--no-drain", action="store_true")
-    parser.add_argument("--only", choices=["ours", "seed"], help="run one contender (for profiling)")
+    parser.add_argument(
+        "--contenders",
+        type=parse_contenders,
+        default=list(CONTENDERS),
+        help=f"comma-separated, run in this order (default {','.join(CONTENDERS)})",
+    )
+    parser.add_argument(
+        "--only", choices=CONTENDERS, help="one contender, printed but not written (for profiling)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    contenders: list[str] = [args.only] if args.only else args.contenders
     workdir = Path(tempfile.mkdtemp(prefix="mediajob-bench-"))
     plane = ControlPlane(workdir / "controlplane")
     plane.start()
-    pairs: list[tuple[Result, Result]] = []
+    groups: list[list[Result]] = []
     try:
         plane.kubectl("apply", "-f", str(REPO / "crds"))
         scenarios = [SCENARIOS[int(s)] for s in args.sizes.split(",") if s]
@@ -387,24 +522,25 @@ async def main() -> int:
             scenarios.append(DRAIN)
         for sc in scenarios:
             results = []
-            for contender in ("ours", "seed") if not args.only else (args.only,):
+            for contender in contenders:
                 print(f"running {sc.name} for {contender} (up to {sc.real(sc.limit_min):.0f} s)", flush=True)
                 results.append(await run(contender, sc, plane, workdir))
-            if len(results) == 1:
-                print_single(results[0])
-                continue
-            pairs.append((results[0], results[1]))
-            print_table(pairs[-1:])
+            groups.append(results)
+            print_table(results)
     finally:
         plane.stop()
     command = "make bench"
-    if args.sizes != "100,1000,10000" or args.no_drain:
+    if args.sizes != "100,1000,10000" or args.no_drain or contenders != list(CONTENDERS):
         command = f"python -m bench --sizes {args.sizes}" + (" --no-drain" if args.no_drain else "")
-    if pairs:
-        write_between_markers(args.out, markdown(pairs, command))
-    dump = [[dataclasses.asdict(r) for r in pair] for pair in pairs]
+        if contenders != list(CONTENDERS):
+            command += f" --contenders {','.join(contenders)}"
+    dump = [[dataclasses.asdict(r) for r in results] for results in groups]
     (workdir / "results.json").write_text(json.dumps(dump, default=str))
-    print(f"\nwrote {args.out}; logs in {workdir}")
+    if groups and not args.only:
+        write_between_markers(args.out, markdown(groups, command))
+        print(f"\nwrote {args.out}; logs in {workdir}")
+    else:
+        print(f"\nlogs in {workdir}")
     return 0
 
 
