@@ -251,6 +251,7 @@ class _Pending:
     writes: list[RowWrite]
     suspect: bool
     since: float  # when it reached its current stage: a partial batch waits at most `linger` from here
+    entered: float = 0.0  # the same, but a recheck's kick does not move it: what a vouch must follow
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
@@ -352,7 +353,7 @@ class WriteBack:
 
     def _arrived(self, item: _Pending) -> None:
         """The item reached a new stage: its linger starts, and the stage's rate counts it."""
-        item.since = self._clock()
+        item.since = item.entered = self._clock()
         self._arrivals[item.stage].append(item.since)
         self._wake[item.stage].set()
 
@@ -436,13 +437,13 @@ class WriteBack:
             batch = await self._take(CHECK, IDS_PER_READ)
             # The push source reads payloads at its own spacing (half a polling interval under a
             # stream of pings); waiting for its next read costs no call and gathers a batch.
-            if not await source.fresh_since(max(i.since for i in batch), self._linger * 1.25 + 1.0):
+            if not await source.fresh_since(max(i.entered for i in batch), self._linger * 1.25 + 1.0):
                 await self._check_batch(batch)
                 continue
             vouched = [
                 i
                 for i in self._pending.values()
-                if i.stage == CHECK and i.not_before <= self._clock() and i.since <= source.fresh_at
+                if i.stage == CHECK and i.not_before <= self._clock() and i.entered <= source.fresh_at
             ]
             unknown = []
             for item in vouched:

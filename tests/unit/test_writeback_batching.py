@@ -140,10 +140,10 @@ class NextRead:
     def __init__(self, after: float) -> None:
         self.after = after
         self.fresh_at = -math.inf
-        self.waits = 0
+        self.asked: list[float] = []
 
     async def fresh_since(self, since: float, timeout: float) -> bool:
-        self.waits += 1
+        self.asked.append(since)
         started = asyncio.get_running_loop().time()
         await asyncio.sleep(self.after)
         self.fresh_at = started
@@ -169,5 +169,21 @@ async def test_with_push_known_rows_are_decided_without_a_read() -> None:
     assert stages.pop("job-3") == "status"  # ended by someone else: left as it is
     assert stages.pop("job-12") == CHECK
     assert set(stages.values()) == {"Videos"}
-    assert wb._pending[late.key].since > source.fresh_at
+    assert wb._pending[late.key].entered > source.fresh_at
     assert wb._pending[("media", "job-3")].outcome == "EndedInAirtable"
+
+
+async def test_a_recheck_skips_the_linger_but_not_the_fresh_read() -> None:
+    facts = JobsRowFacts()
+    facts.learn("recJOB00000000000", RowFacts("processing", "job-0", None))
+    source = NextRead(after=2)
+    wb = writeback(facts=facts, freshness=lambda: source)
+    job0 = ended(0)
+    wb.enqueue(job0)
+    entered = wb._pending[job0.key].entered
+    wb.kick(job0)
+    checker = asyncio.create_task(wb._check_loop())
+    await asyncio.sleep(2.5)
+    checker.cancel()
+    assert source.asked == [entered]  # what a read must follow: the job's arrival, not -inf
+    assert wb._pending[job0.key].stage == "Videos"
