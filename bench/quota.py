@@ -42,6 +42,7 @@ from controller.metrics import Metrics
 from controller.writeback import send_at
 from sandbox import AirtableSimulator
 from sandbox.controlplane import REPO, free_port
+from sandbox.world import SCHEMA
 
 KEY = "patBenchKey.0123456789"
 BASE = "appBenchBase00001"
@@ -55,6 +56,10 @@ MONTH = 30 * 86400.0
 REFRESHES_PER_MONTH_IDLE = 30 / 4
 LOADS = {"idle": 0, "50 jobs/day": 50, "5,000 jobs/day": 5000}
 PUSH, FALLBACK = "ours: push", "ours: fallback (incremental)"
+TARGET_FIELDS = {
+    "Segments": {"Status": "combined", "Voiceover + Video": [{"url": "https://x/y.mp4"}]},
+    "Videos": {"Combined Segments Video": [{"url": "https://x/y.mp4"}]},
+}
 MODES = ("seed", "ours: full listing (before)", PUSH, FALLBACK)
 
 
@@ -203,7 +208,7 @@ async def write_back(airtable: AirtableClient, world: World, *, mode: str) -> No
                 await airtable.update_records(
                     "Jobs", [(rid, {"Status": "completed", "Response Payload": payload})]
                 )
-                await airtable.update_records(table, [(target, {"Status": "combined"})])
+                await airtable.update_records(table, [(target, TARGET_FIELDS[table])])
                 await airtable.update_records("Jobs", [(rid, {"Notes": "done"})])
             continue
         for rid in due:
@@ -218,7 +223,7 @@ async def write_back(airtable: AirtableClient, world: World, *, mode: str) -> No
         for table, stage in targets.items():
             while batch := stage.take(now):
                 await airtable.update_records(
-                    table, [(world.targets[r][1], {"Status": "combined"}) for r in batch]
+                    table, [(world.targets[r][1], TARGET_FIELDS[table]) for r in batch]
                 )
                 for rid in batch:
                     jobs.add(rid, now)
@@ -266,20 +271,8 @@ async def run_one(
     rng = random.Random(7)
     calls: Counter[str] = Counter()
     async with AirtableSimulator(KEY, rate_limit_per_s=math.inf) as sim:
-        sim.set_schema(
-            BASE,
-            "Jobs",
-            [
-                "Status",
-                "External Job ID",
-                "Request Payload",
-                "Response Payload",
-                "Notes",
-                "Created Time",
-                "Segment",
-                "Video",
-            ],
-        )
+        for table, fields in SCHEMA.items():
+            sim.set_schema(BASE, table, fields)
         sim.add_record(BASE, "Jobs", {"Status": "completed", "External Job ID": "old"})
         airtable = AirtableClient(
             api_key=KEY,

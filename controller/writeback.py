@@ -215,11 +215,11 @@ def send_at(
     """When a batch of `ready` items (the oldest waiting since `oldest`) should go. Pure.
 
     A full batch goes now. A partial one waits only while items keep coming: the stage's arrivals
-    over the last `linger` seconds give a rate and the longest gap between two of them. It waits if
-    that rate fills the batch before its oldest item has waited `linger`, and only until no item
-    has come for one and a half longest gaps (the stream stopped). A single burst has no gap and
-    goes at once; so does a trickle; a stream is written ten rows a request; groups that arrive
-    together (one per payload read) are joined by the next group.
+    over the last `linger` seconds give a rate and the longest gap between two of them. It waits
+    while that rate brings the next item before its oldest has waited `linger`, and only until no
+    item has come for one and a half longest gaps (the stream stopped). A single burst has no gap
+    and goes at once; so does a trickle; a stream is written up to ten rows a request; groups
+    that arrive together (one per payload read) are joined by the next group.
     """
     deadline = oldest + linger
     if ready >= limit or deadline <= now:
@@ -232,8 +232,8 @@ def send_at(
     if longest <= 0 or stalled_at <= now:
         return now  # one burst, or the stream stopped
     rate = (len(recent) - 1) / (recent[-1] - recent[0])
-    if now + (limit - ready) / rate > deadline:
-        return now  # it would not fill in time
+    if now + 1 / rate > deadline:
+        return now  # the next one would come too late
     return min(deadline, stalled_at)
 
 
@@ -250,8 +250,8 @@ class _Pending:
     job: MediaJob
     writes: list[RowWrite]
     suspect: bool
-    since: float  # when it reached its current stage: a partial batch waits at most `linger` from here
-    entered: float = 0.0  # the same, but a recheck's kick does not move it: what a vouch must follow
+    since: float  # when it was enqueued: all its batches together wait at most `linger` from here
+    entered: float = 0.0  # when it reached its current stage: what a vouching payload read must follow
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
@@ -349,12 +349,13 @@ class WriteBack:
     def _add(self, item: _Pending) -> None:
         self._pending[item.job.key] = item
         self._metrics.writeback_backlog.set(len(self._pending))
+        item.since = self._clock()
         self._arrived(item)
 
     def _arrived(self, item: _Pending) -> None:
-        """The item reached a new stage: its linger starts, and the stage's rate counts it."""
-        item.since = item.entered = self._clock()
-        self._arrivals[item.stage].append(item.since)
+        """The item reached a new stage: the stage's rate counts it."""
+        item.entered = self._clock()
+        self._arrivals[item.stage].append(item.entered)
         self._wake[item.stage].set()
 
     def kick(self, job: MediaJob) -> None:

@@ -24,21 +24,12 @@ from controller.http import HttpServer
 from controller.metrics import Metrics
 from sandbox import AirtableSimulator
 from sandbox.controlplane import free_port
+from sandbox.world import SCHEMA
 from sandbox.world import World as SimWorld
 from tests.harness import until
 
 KEY = "patSandboxKey.0123456789"
 BASE = "appSandboxBase001"
-FIELDS = [
-    "Status",
-    "External Job ID",
-    "Request Payload",
-    "Response Payload",
-    "Notes",
-    "Created Time",
-    "Segment",
-    "Video",
-]
 INTERVAL = 12.0  # POLLING_INTERVAL_MINUTES = 0.2
 
 
@@ -83,7 +74,7 @@ class Rig:
 @pytest.fixture
 async def rig(namespace: str, kube: KubeClient) -> AsyncIterator[Rig]:
     async with AirtableSimulator(KEY, rate_limit_per_s=5, penalty_s=1) as sim:
-        sim.set_schema(BASE, "Jobs", FIELDS)
+        sim.set_schema(BASE, "Jobs", SCHEMA["Jobs"])
         sim.add_record(BASE, "Jobs", {"Status": "completed", "External Job ID": "old"})
         port = free_port()
         airtable = AirtableClient(

@@ -61,7 +61,8 @@ def writeback(**extra: Any) -> WriteBack:
         (1, [0.0], 0.0, 0.0),  # one arrival: no rate, a trickle goes at once
         (5, [0.0] * 5, 0.0, 0.0),  # one burst: no more are coming
         (2, [0.0, 50.0], 50.0, 50.0),  # 1 per 50 s: 8 more take 400 s > the 60 s linger
-        (2, [0.0, 1.0], 1.0, 2.5),  # 1 per s: it would fill in 8 s; look again if none comes by 2.5
+        (2, [0.0, 1.0], 1.0, 2.5),  # 1 per s: wait for more; look again if none comes by 2.5
+        (2, [0.0, 10.0], 10.0, 25.0),  # 1 per 10 s: a fuller batch is worth the wait, not a full one
         (3, [0.0, 1.0, 2.0], 3.0, 3.5),  # ...and the stream goes on
         (3, [0.0, 1.0, 2.0], 3.6, 3.6),  # ...or it stopped: send
         (7, [0.0] * 3 + [20.0] * 4, 25.0, 50.0),  # groups 20 s apart: wait for the next group
@@ -79,11 +80,12 @@ def test_send_at(ready: int, arrivals: list[float], now: float, expected: float)
 async def test_a_trickle_goes_at_once() -> None:
     wb = writeback()
     wb.enqueue(ended(0))
-    await asyncio.sleep(30)
+    await asyncio.sleep(90)  # longer than the linger: no stream
     t0 = asyncio.get_running_loop().time()
+    wb._pending.clear()  # (the first one was written meanwhile)
     wb.enqueue(ended(1))
     batch = await wb._take(CHECK, 10, 60.0)
-    assert len(batch) == 2  # both waiting, 30 s apart: no more are expected soon
+    assert [b.job.name for b in batch] == ["job-1"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
 
