@@ -47,30 +47,17 @@ from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
 from controller.rows import (
-    FIELD_CREATED,
-    FIELD_EXTERNAL_ID,
-    FIELD_NOTES,
-    FIELD_REQUEST,
-    FIELD_SEGMENT,
     FIELD_STATUS,
-    FIELD_VIDEO,
     MIRROR_FIELDS,
 )
 from controller.settings import Secret
 
 log = logging.getLogger(__name__)
 
-# Only changes to these fields make a payload (and so a ping); Response Payload does not. Notes is
-# watched so that the leader's knowledge of a row (controller.jobrows) stays exact without reads.
-WATCHED_FIELDS = (
-    FIELD_STATUS,
-    FIELD_EXTERNAL_ID,
-    FIELD_REQUEST,
-    FIELD_CREATED,
-    FIELD_SEGMENT,
-    FIELD_VIDEO,
-    FIELD_NOTES,
-)
+# Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
+# among them, so that the leader's knowledge of a row (controller.jobrows) stays exact without
+# reads; Response Payload is not watched.
+WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
