@@ -58,8 +58,11 @@ async def test_updates_go_in_batches_of_ten(
     airtable_sim: AirtableSimulator, airtable: AirtableClient
 ) -> None:
     ids = seed(airtable_sim, 25)
-    await airtable.update_records("Jobs", [(rid, {"Status": "completed"}) for rid in ids])
+    answer = await airtable.update_records("Jobs", [(rid, {"Status": "completed"}) for rid in ids])
     assert airtable_sim.count("PATCH") == 3
+    # the rows as they now are, every field: what the write-back then knows without a read
+    assert [r["id"] for r in answer] == ids
+    assert answer[0]["fields"] == airtable_sim.get_fields(BASE, "Jobs", ids[0])
     assert all(len(r.json["records"]) <= 10 for r in airtable_sim.requests if r.method == "PATCH")  # type: ignore[index]
     assert {airtable_sim.get_fields(BASE, "Jobs", rid)["Status"] for rid in ids} == {"completed"}
     assert all(airtable_sim.writes_for(rid) == 1 for rid in ids)
