@@ -43,7 +43,7 @@ from controller.clients.airtable import (
     calls_for,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
-from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, record_changes
+from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, cell_text, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
 from controller.rows import (
@@ -116,13 +116,6 @@ class Changes:
     touched: set[str] = dataclasses.field(default_factory=set)  # changed in any way, or deleted
 
 
-def _status_value(value: Any) -> str | None:
-    """Single selects come as {id, name, color} in payloads, as text in the REST API."""
-    if isinstance(value, dict):
-        value = value.get("name")
-    return value if isinstance(value, str) else None
-
-
 def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | None) -> Changes:
     """The rows a run of payloads touched, and those that may now be `processing`. Pure.
 
@@ -135,7 +128,7 @@ def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | 
         if kind == "destroyed":
             status[rid] = "(deleted)"
         elif status_field_id is not None and status_field_id in cells:
-            status[rid] = _status_value(cells[status_field_id])
+            status[rid] = cell_text(cells[status_field_id])
         elif rid not in status:
             status[rid] = None
     out.fetch = {rid for rid, value in status.items() if value in (None, "processing")}

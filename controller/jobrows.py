@@ -27,11 +27,18 @@ DELETED = "(deleted)"
 MAX_ROWS = 50_000  # ~100 bytes a row beyond its Notes: a bound far above the processing rows
 
 
-def _text(value: Any) -> Any:
-    """Single selects come as {id, name, color} in payloads, as text in the REST API."""
+def cell_text(value: Any) -> str | None:
+    """A text or single-select cell as text. Pure.
+
+    Single selects come as {id, name, color} in payloads, as text in the REST API."""
     if isinstance(value, dict):
         value = value.get("name")
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str | None:
+    """An empty cell is no value, as the REST API leaves it out."""
+    return cell_text(value) or None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
