@@ -250,7 +250,7 @@ class _Pending:
     job: MediaJob
     writes: list[RowWrite]
     suspect: bool
-    since: float  # when it was enqueued: all its batches together wait at most `linger` from here
+    since: float = 0.0  # set by `_add` on enqueueing: its batches together wait at most `linger` from here
     entered: float = 0.0  # when it reached its current stage: what a vouching payload read must follow
     attempts: int = 0
     not_before: float = 0.0
@@ -342,7 +342,6 @@ class WriteBack:
                 job=job,
                 writes=planned_writes(job),
                 suspect=job.key not in self._seen_processing,
-                since=self._clock(),
             )
         )
 
@@ -370,7 +369,7 @@ class WriteBack:
         ):
             target = [w for w in planned_writes(job) if w.table != "Jobs"]
             if target:
-                self._add(_Pending(job=job, writes=target, suspect=True, since=self._clock(), checked=True))
+                self._add(_Pending(job=job, writes=target, suspect=True, checked=True))
         self.enqueue(job)
         pending = self._pending.get(job.key)
         if pending is not None:
