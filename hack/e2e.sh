@@ -139,6 +139,15 @@ holder() { kc get lease mediajob-controller -o jsonpath='{.spec.holderIdentity}'
 controller_pods() { kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
 leader_log=()
 note_leader() { leader_log+=("$(date -u +%H:%M:%S) $1"); echo "leader: $1"; }
+all_mediajobs_ready() { # every job in the report has its MediaJob, and all are Ready
+  for i in $(seq 90); do
+    have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
+    ((have >= want)) && break
+    ((i < 90)) || fail "the mirror created $have of $want MediaJobs"
+    sleep 2
+  done
+  kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+}
 
 phase "2 replicas Ready"
 kc rollout status deployment/mediajob-controller --timeout=180s
@@ -149,13 +158,7 @@ note_leader "$(holder) holds the Lease"
 
 phase "MediaJobs Ready"
 want=$(report | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
-for i in $(seq 90); do
-  have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
-  ((have >= want)) && break
-  ((i < 90)) || fail "the mirror created $have of $want MediaJobs"
-  sleep 2
-done
-kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+all_mediajobs_ready
 echo "all $want MediaJobs Ready"
 
 phase "webhook through the Service"
@@ -275,13 +278,7 @@ echo "Lease changes (each within 20 s of the old holder's pod beginning to end):
 lease_changes "$work/lease.log" | tee "$work/lease-changes.txt" || fail "a Lease change was late or unexplained"
 
 phase "all jobs done, no doubled write"
-for i in $(seq 90); do
-  have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
-  ((have >= want)) && break
-  ((i < 90)) || fail "the mirror created $have of $want MediaJobs"
-  sleep 2
-done
-kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+all_mediajobs_ready
 check_writes
 
 phase "probes and restarts"
