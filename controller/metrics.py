@@ -216,10 +216,36 @@ class Metrics:
         )
         self.airtable_quota = _AirtableQuota()
         r.register(self.airtable_quota)
+        self.airtable_call_listeners: list[Callable[[], None]] = []  # e.g. the write-back's QuotaLinger
+        self.spaces_budget = Gauge(
+            "mediajob_spaces_budget_requests_per_second",
+            "The Spaces request rate the check budget allows now (SPACES_REQUESTS_PER_SECOND, AIMD)",
+            registry=r,
+        )
+        self.spaces_slowdowns = Counter(
+            "mediajob_spaces_slowdowns",
+            "Spaces 503 Slow Down answers that shrank the check budget",
+            registry=r,
+        )
+        self.nca_listings = Counter(
+            "mediajob_nca_listings", "NCA jobs/status listings, by result (ok, error)", ["result"], registry=r
+        )
+        self.nca_hints = Counter(
+            "mediajob_nca_hints",
+            "Jobs NCA's listing showed done that were checked at once",
+            registry=r,
+        )
+        self.writeback_linger = Gauge(
+            "mediajob_writeback_linger_seconds",
+            "How long the write-back lets a result wait for others to share Airtable requests with",
+            registry=r,
+        )
 
     def count_airtable_call(self, purpose: str) -> None:
         self.airtable_calls.labels(purpose=purpose).inc()
         self.airtable_quota.count()
+        for listener in self.airtable_call_listeners:
+            listener()
 
     def observe_request(self, system: str, code: str) -> None:
         self.requests.labels(system=system, code=code).inc()

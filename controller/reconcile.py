@@ -2,7 +2,15 @@
 
 This is the I/O shell around `decide`: it asks the outside world, hands the answers to the pure
 decision, and writes to the API server only when something changed. A check that learns nothing
-new writes nothing, because with thousands of jobs every write fans out to every watcher.
+new writes nothing, because with thousands of jobs every write fans out to every watcher; a job's
+first status goes through its own lane, so that the first checks of thousands of new jobs do not
+wait behind thousands of writes.
+
+Each job's next check spends its share of the Spaces budget (`schedule.budget_gap`). NCA is asked
+as little as possible: one `jobs/status` listing a period stands in for most per-job status calls
+(a job it shows queued or running needs none) and points at the jobs that just finished (checked
+at once). The listing is only a hint: it covers one NCA worker and a window of time, so a job
+missing from it is asked about on the age-based schedule, as before.
 """
 
 from __future__ import annotations
@@ -12,13 +20,15 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller import logs
+from controller.budget import SpacesBudget
 from controller.clients.kube import Conflict, KubeClient, KubeError, NotFound
 from controller.clients.nca import (
     NcaClient,
+    NcaListing,
     NcaNotFound,
     NcaPending,
     NcaStatus,
@@ -33,7 +43,18 @@ from controller.decide import Complete, Fail, Observation, TimeOut, Wait, decide
 from controller.metrics import Metrics
 from controller.model import MediaJob, utcnow
 from controller.naming import UnsafeIdError, expected_output_url
-from controller.schedule import Timing, first_check_at, nca_next_at, next_check_at, retry_at
+from controller.schedule import (
+    Timing,
+    budget_gap,
+    check_interval,
+    first_check_at,
+    listing_period,
+    nca_next_at,
+    next_check_at,
+    required_rate,
+    retry_at,
+    weight,
+)
 from controller.scheduler import Scheduler
 from controller.status import initial_status
 from controller.store import JobStore, Key
@@ -52,7 +73,27 @@ class JobRuntime:
     failures: int = 0
     nca_pending: int = 0
     nca_next_at: datetime | None = None
+    nca_hinted: bool = False  # NCA's listing showed it done: ask NCA in the next check if needed
     reported_error: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Listed:
+    """What NCA's last listings said of the processing jobs, by NCA job id."""
+
+    states: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)
+
+    def merge(self, listing: NcaListing, now: datetime, valid: timedelta) -> None:
+        """Newer listings win; a state not heard of for `valid` is forgotten (another worker
+        may hold the job, or it left the listing's window)."""
+        cutoff = now - valid
+        self.states = {k: v for k, v in self.states.items() if v[1] > cutoff}
+        for job_id, state in listing.states.items():
+            self.states[job_id] = (state, now)
+
+    def state(self, job_id: str, now: datetime, valid: timedelta) -> str | None:
+        entry = self.states.get(job_id)
+        return entry[0] if entry is not None and entry[1] > now - valid else None
 
 
 def check_result(spaces: SpacesResult | None, nca: NcaStatus | None, decision: object) -> str:
@@ -92,10 +133,18 @@ class Reconciler:
         namespace: str | None,
         resync_every: float,
         polling: bool = True,
+        budget: SpacesBudget | None = None,
+        listing_per_job_hour: float | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._timing = timing
+        self._budget = budget
+        self._listing_per_job_hour = listing_per_job_hour  # None: no NCA listing
+        self._listed = Listed()
+        self._load = (0.0, 0)  # (total weight, processing jobs) as last counted
+        self._first_status: dict[Key, None] = {}  # an ordered set: the lane's queue
+        self._first_status_wake = asyncio.Event()
         self._spaces_base_url = spaces_base_url
         self._spaces = spaces
         self._nca = nca
@@ -146,12 +195,13 @@ class Reconciler:
         if job.recheck_pending:
             self.scheduler.schedule(key, now.timestamp(), earlier_only=True)
         elif not self.scheduler.is_scheduled(key):
-            at = first_check_at(job.spec.started_at, now, self._timing, self._rng)
+            at = first_check_at(job.spec.started_at, now, self._timing, self._rng, self._gap(job, now))
             self.scheduler.schedule(key, at.timestamp())
 
     def on_remove(self, key: Key) -> None:
         self.scheduler.cancel(key)
         self._state.pop(key, None)
+        self._first_status.pop(key, None)
         self._writeback.forget(key)
 
     def attach(self) -> None:
@@ -168,8 +218,103 @@ class Reconciler:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.scheduler.run())
                 group.create_task(self._resync_forever())
+                group.create_task(self._first_status_forever())
+                if self._polling:
+                    group.create_task(self._tune_forever())
+                if self._polling and self._listing_per_job_hour is not None:
+                    group.create_task(self._list_forever())
         finally:
             self.detach()
+
+    # The budget and NCA's listing ----------------------------------------------------------------
+
+    def _listing_valid(self) -> timedelta:
+        return self._timing.interval
+
+    def _weight(self, job: MediaJob, now: datetime) -> float:
+        return weight(self._listed.state(job.spec.external_job_id, now, self._listing_valid()))
+
+    def _gap(self, job: MediaJob, now: datetime) -> timedelta | None:
+        """This job's share of the Spaces budget, as a time between checks; None without one."""
+        if self._budget is None:
+            return None
+        total, _ = self._load
+        job_weight = self._weight(job, now)
+        return budget_gap(
+            total_weight=max(total, job_weight),
+            job_weight=job_weight,
+            rate=self._budget.rate,
+            timing=self._timing,
+        )
+
+    def _count_load(self) -> None:
+        """Recount the weights and raise the budget to what the age-based schedule needs."""
+        now = self._now()
+        total, processing, young = 0.0, 0, 0
+        for job in self._store:
+            if job.ended or job.spec.suspend:
+                continue
+            processing += 1
+            total += self._weight(job, now)
+            if check_interval(now - job.spec.started_at, self._timing) == self._timing.interval:
+                young += 1
+        self._load = (total, processing)
+        if self._budget is not None:
+            self._budget.require(required_rate(young, processing - young, self._timing))
+            self._metrics.spaces_budget.set(self._budget.rate)
+
+    async def _tune_forever(self) -> None:
+        while True:
+            self._count_load()
+            await asyncio.sleep(max(1.0, min(5.0, self._timing.floor.total_seconds())))
+
+    async def _list_forever(self) -> None:
+        """One NCA listing a period: jobs it shows done are checked now, the rest keep waiting."""
+        assert self._listing_per_job_hour is not None
+        while True:
+            _, processing = self._load
+            period = listing_period(processing, self._timing, per_job_hour=self._listing_per_job_hour)
+            await asyncio.sleep(period.total_seconds())
+            if self._load[1] == 0:
+                continue
+            window = self._listing_valid() + period
+            listing = await self._nca.jobs_listing(window.total_seconds())
+            if not isinstance(listing, NcaListing):
+                self._metrics.nca_listings.labels(result="error").inc()
+                log.info("NCA listing failed (%s); per-job status calls go on as scheduled", listing.reason)
+                continue
+            self._metrics.nca_listings.labels(result="ok").inc()
+            self.on_listing(listing)
+
+    def on_listing(self, listing: NcaListing) -> None:
+        now = self._now()
+        self._listed.merge(listing, now, self._listing_valid())
+        done = {job_id for job_id, state in listing.states.items() if state == "done"}
+        if not done:
+            return
+        for job in self._store:
+            if job.ended or job.spec.external_job_id not in done or job.spec.suspend:
+                continue
+            rt = self._state.setdefault(job.key, JobRuntime(checks=job.status.checks))
+            if rt.nca_hinted or (rt.nca_next_at is not None and now < rt.nca_next_at and rt.nca_pending):
+                continue  # already hinted, or NCA itself said "not done" lately: its answer stands
+            rt.nca_hinted = True
+            self._metrics.nca_hints.inc()
+            self.scheduler.schedule(job.key, now.timestamp(), earlier_only=True)
+
+    async def _first_status_forever(self) -> None:
+        """A new job's first status (Processing, its conditions) in its own lane, one at a time."""
+        while True:
+            while not self._first_status:
+                self._first_status_wake.clear()
+                await self._first_status_wake.wait()
+            key = next(iter(self._first_status))
+            del self._first_status[key]
+            job = self._store.get(key)
+            if job is None or job.status.initialized or job.ended or job.new_attempt:
+                continue
+            rt = self._state.get(job.key)
+            await self._record(job, {"checks": rt.checks if rt else job.status.checks}, defer=False)
 
     async def _resync_forever(self) -> None:
         """A watch re-list does not send DELETED for objects that vanished meanwhile: prune them."""
@@ -212,7 +357,11 @@ class Reconciler:
                 spaces_result = await self._spaces.head(url)
             except UnsafeUrlError as exc:
                 jlog.warning("not checking Spaces: %s", exc)
-        nca_due = recheck or rt.nca_next_at is None or now >= rt.nca_next_at
+        listed = self._listed.state(job.spec.external_job_id, now, self._listing_valid())
+        nca_due = recheck or rt.nca_hinted or rt.nca_next_at is None or now >= rt.nca_next_at
+        if listed in ("queued", "running") and not recheck:
+            nca_due = False  # the listing already answered for it, at no call per job
+        rt.nca_hinted = False
         nca_result: NcaStatus | None = None
         if should_ask_nca(spaces_result, nca_due=nca_due):
             nca_result = await self._nca.job_status(job.spec.external_job_id)
@@ -256,7 +405,7 @@ class Reconciler:
             due = retry_at(job.spec.started_at, now, rt.failures, self._timing, self._rng)
         else:
             rt.failures, rt.reported_error = 0, False
-            due = next_check_at(job.spec.started_at, now, self._timing, self._rng)
+            due = next_check_at(job.spec.started_at, now, self._timing, self._rng, self._gap(job, now))
 
         message = decision.message if isinstance(decision, Wait) else ""
         if not await self._record(job, {"checks": rt.checks}, message=message):
@@ -276,13 +425,21 @@ class Reconciler:
             jlog.warning("no output URL: %s", exc)
             return None
 
-    async def _record(self, job: MediaJob, fields: dict[str, Any], *, message: str = "") -> bool:
+    async def _record(
+        self, job: MediaJob, fields: dict[str, Any], *, message: str = "", defer: bool = True
+    ) -> bool:
         """Write what changed besides the check count: first status, generation, recheck token.
 
-        Returns False when the write failed and the check should be retried.
+        A first status with nothing else to say goes to its own lane (`defer`), so the check
+        does not wait for the write. Returns False when the write failed and the check should be
+        retried.
         """
         patch: dict[str, Any] = {}
         now = self._now()
+        if defer and not job.status.initialized and not job.recheck_pending:
+            self._first_status[job.key] = None
+            self._first_status_wake.set()
+            return True
         if not job.status.initialized:
             patch.update(
                 initial_status(

@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
+from controller.budget import QuotaLinger, SpacesBudget
 from controller.changes import ChangeSource, IncrementalPolling
 from controller.cleanup import Cleanup
 from controller.clients.airtable import PURPOSE_MIRROR, AirtableClient, calls_for
@@ -37,6 +38,9 @@ from controller.transitions import EventRecorder, StatusWriter, Transitions
 from controller.writeback import Tables, WriteBack
 
 log = logging.getLogger(__name__)
+# NCA listings per processing job-hour: at N=100 one every 18 s, from N=360 one every 5 s (the
+# floor); each listing is one call that NCA records on its disk, like a per-job status call.
+LISTINGS_PER_JOB_HOUR = 2.0
 
 
 @dataclasses.dataclass
@@ -47,10 +51,12 @@ class Clients:
     nca: NcaClient
     spaces: SpacesClient
     kube: KubeClient
+    spaces_budget: SpacesBudget
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics, login: Login = default_login) -> Clients:
         observe = metrics.observe_request
+        budget = SpacesBudget(settings.spaces_requests_per_second, on_congestion=metrics.spaces_slowdowns.inc)
         return cls(
             airtable=AirtableClient(
                 api_key=settings.airtable_api_key.reveal(),
@@ -71,9 +77,13 @@ class Clients:
                 observe=observe,
             ),
             spaces=SpacesClient(
-                settings.spaces_base_url, max_connections=settings.polling_batch_size, observe=observe
+                settings.spaces_base_url,
+                max_connections=settings.polling_batch_size,
+                observe=observe,
+                budget=budget,
             ),
             kube=KubeClient(login, observe=observe),
+            spaces_budget=budget,
         )
 
     async def close(self) -> None:
@@ -97,6 +107,13 @@ class Runtime:
         self.metrics = Metrics(leading=lambda: self.is_leader)
         self.metrics.airtable_quota.quota = settings.airtable_monthly_quota
         self.metrics.airtable_quota.share = settings.airtable_quota_alert_share
+        # The write-back's linger: AIRTABLE_WRITE_LINGER_SECONDS if set, else what the quota allows.
+        self.quota_linger = QuotaLinger(
+            monthly_quota=settings.airtable_monthly_quota,
+            share=settings.airtable_quota_alert_share,
+            longest=settings.polling_interval.total_seconds(),
+        )
+        self.metrics.airtable_call_listeners.append(self.quota_linger.spend)
         self.store = JobStore()
         self.metrics.track_jobs(lambda: iter(self.store), utcnow)
         self.clients = Clients.from_settings(settings, self.metrics, login)
@@ -219,9 +236,9 @@ class Runtime:
             metrics=self.metrics,
             tables=Tables(s.airtable_jobs_table, s.airtable_segments_table, s.airtable_videos_table),
             retry_cap=max(s.polling_slow_interval.total_seconds(), 10.0),
-            # A partial batch waits for more, when more are coming, up to one polling interval
-            # (or AIRTABLE_WRITE_LINGER_SECONDS): Airtable's quota counts requests, not rows.
-            linger=(s.airtable_write_linger or s.polling_interval).total_seconds(),
+            # A partial batch waits for more, when more are coming, up to the linger: Airtable's
+            # quota counts requests, not rows.
+            linger=self._write_linger,
             facts=facts,
             freshness=lambda: self.push if self.push is not None and self.push.mode != "listing" else None,
         )
@@ -230,6 +247,7 @@ class Runtime:
             slow_after=s.polling_slow_after,
             slow_interval=s.polling_slow_interval,
             max_age=s.polling_max_age,
+            floor=s.polling_min_interval,
         )
         self.reconciler = reconciler = Reconciler(
             timing=timing,
@@ -246,6 +264,8 @@ class Runtime:
             namespace=s.watch_namespace,
             resync_every=s.polling_slow_interval.total_seconds(),
             polling=s.polling_enabled,
+            budget=self.clients.spaces_budget,
+            listing_per_job_hour=LISTINGS_PER_JOB_HOUR if s.nca_listing_enabled else None,
             rng=random.Random(),
         )
         self.mirror = mirror = Mirror(
@@ -273,6 +293,12 @@ class Runtime:
                     group.create_task(self.cleanup.run(), name="cleanup")
         finally:
             self.push = None
+
+    def _write_linger(self) -> float:
+        explicit = self.settings.airtable_write_linger
+        value = explicit.total_seconds() if explicit is not None else self.quota_linger.linger()
+        self.metrics.writeback_linger.set(value)
+        return value
 
     def _change_source(self, facts: JobsRowFacts) -> ChangeSource:
         """Push when AIRTABLE_WEBHOOK_URL is set, else (and whenever the webhook is unusable)

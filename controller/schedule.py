@@ -1,8 +1,11 @@
-"""When to check a job next: by its age, with jitter, and backing off on errors. Pure.
+"""When to check a job next: its share of the Spaces budget, bounded by its age. Pure.
 
-Young jobs are checked every poll interval, older ones every slow interval; a job due to time out
-is checked exactly at its deadline. Jitter spreads checks so a restart with thousands of jobs does
-not fire them all in the same second.
+The age sets the longest gap: young jobs are checked at least every poll interval, older ones at
+least every slow interval, and a job due to time out is checked exactly at its deadline. Within
+that, each job gets its weighted share of the Spaces budget (`budget_gap`): with N jobs and B
+requests a second, about N/B seconds between checks, never less than a floor. NCA's listing sets
+the weights: a job NCA runs now is likely to finish soon; one still queued is not. Jitter spreads
+checks so a restart with thousands of jobs does not fire them all in the same second.
 """
 
 from __future__ import annotations
@@ -20,11 +23,49 @@ class Timing:
     slow_after: timedelta  # age from which jobs are checked less often
     slow_interval: timedelta
     max_age: timedelta  # POLLING_MAX_AGE_HOURS
+    floor: timedelta = timedelta(seconds=5)  # POLLING_MIN_INTERVAL_SECONDS: the shortest gap
     jitter: float = 0.075  # checks come 0-15% early, to spread them without ever coming late
+
+
+# A job's share of the budget by what NCA's listing last said of it (None: not listed lately).
+WEIGHTS: dict[str | None, float] = {"running": 4.0, None: 1.0, "queued": 0.25}
+
+
+def weight(listed: str | None) -> float:
+    return WEIGHTS.get(listed, 1.0)
 
 
 def check_interval(age: timedelta, timing: Timing) -> timedelta:
     return timing.interval if age < timing.slow_after else timing.slow_interval
+
+
+def budget_gap(*, total_weight: float, job_weight: float, rate: float, timing: Timing) -> timedelta:
+    """The time between a job's checks that spends `rate` requests a second over all jobs.
+
+    Each job gets `job_weight / total_weight` of the rate; never more often than the floor.
+    The caller bounds it from above by the job's age-based interval.
+    """
+    if rate <= 0 or job_weight <= 0 or total_weight <= 0:
+        return timing.slow_interval
+    return max(timing.floor, timedelta(seconds=total_weight / (rate * job_weight)))
+
+
+def required_rate(young: int, old: int, timing: Timing) -> float:
+    """Requests a second the age-based intervals alone need: the budget is never below it."""
+    return young / timing.interval.total_seconds() + old / timing.slow_interval.total_seconds()
+
+
+def listing_period(processing: int, timing: Timing, *, per_job_hour: float) -> timedelta:
+    """How often to ask NCA for its listing: `per_job_hour` listings per processing job-hour.
+
+    The listing is one call however many jobs there are, so it is cheap per job exactly when the
+    Spaces budget is thin per job; with few jobs the budget alone checks each one every few
+    seconds, and the listing slows down to one an interval.
+    """
+    if processing <= 0:
+        return timing.interval
+    seconds = 3600.0 / (per_job_hour * processing)
+    return min(timing.interval, max(timing.floor, timedelta(seconds=seconds)))
 
 
 def _deadline_cap(submitted_at: datetime, due: datetime, timing: Timing, now: datetime) -> datetime:
@@ -32,16 +73,32 @@ def _deadline_cap(submitted_at: datetime, due: datetime, timing: Timing, now: da
     return max(now, deadline) if now <= deadline < due else due
 
 
-def first_check_at(submitted_at: datetime, now: datetime, timing: Timing, rng: random.Random) -> datetime:
-    """A job seen for the first time (new, or after a restart): somewhere in its first interval."""
-    interval = check_interval(now - submitted_at, timing)
-    due = now + interval * rng.random()
+def _gap(age: timedelta, timing: Timing, budget: timedelta | None) -> timedelta:
+    interval = check_interval(age, timing)
+    return interval if budget is None else min(interval, budget)
+
+
+def first_check_at(
+    submitted_at: datetime,
+    now: datetime,
+    timing: Timing,
+    rng: random.Random,
+    budget: timedelta | None = None,
+) -> datetime:
+    """A job seen for the first time (new, or after a restart): somewhere in its first gap."""
+    due = now + _gap(now - submitted_at, timing, budget) * rng.random()
     return _deadline_cap(submitted_at, due, timing, now)
 
 
-def next_check_at(submitted_at: datetime, now: datetime, timing: Timing, rng: random.Random) -> datetime:
-    """One interval from now, minus up to 2x jitter: never later, so no gap exceeds the interval."""
-    interval = check_interval(now - submitted_at, timing)
+def next_check_at(
+    submitted_at: datetime,
+    now: datetime,
+    timing: Timing,
+    rng: random.Random,
+    budget: timedelta | None = None,
+) -> datetime:
+    """One gap from now, minus up to 2x jitter: never later, so no gap exceeds the interval."""
+    interval = _gap(now - submitted_at, timing, budget)
     factor = 1 - 2 * timing.jitter * rng.random()
     return _deadline_cap(submitted_at, now + interval * factor, timing, now)
 

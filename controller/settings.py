@@ -27,6 +27,7 @@ _BASE_ID = re.compile(r"app[A-Za-z0-9]{14}")
 MIN_DURATION = timedelta(seconds=1)
 MAX_DURATION = timedelta(days=3650)
 MAX_REQUESTS_PER_SECOND = 1000.0
+MAX_SPACES_REQUESTS_PER_SECOND = 800.0
 
 
 class SettingsError(ValueError):
@@ -80,6 +81,9 @@ class Settings:
     polling_batch_size: int = 10
     polling_slow_after: timedelta = timedelta(hours=1)
     polling_slow_interval: timedelta = timedelta(minutes=10)
+    polling_min_interval: timedelta = timedelta(seconds=5)
+    spaces_requests_per_second: float = 25.0
+    nca_listing_enabled: bool = True
     mediajob_ttl_after_finished: timedelta | None = timedelta(hours=168)  # None: never delete
     watch_namespace: str | None = None
     leader_election_enabled: bool = False
@@ -129,6 +133,14 @@ class Settings:
             raise SettingsError(
                 "POLLING_SLOW_INTERVAL_MINUTES", "must not be shorter than POLLING_INTERVAL_MINUTES"
             )
+        # Unset, the floor is never longer than the interval; set longer, it is refused.
+        min_interval = r.get(
+            "POLLING_MIN_INTERVAL_SECONDS", _seconds, min(cls.polling_min_interval, polling_interval)
+        )
+        if min_interval > polling_interval:
+            raise SettingsError(
+                "POLLING_MIN_INTERVAL_SECONDS", "must not be longer than POLLING_INTERVAL_MINUTES"
+            )
         settings = cls(
             airtable_api_key=r.secret("AIRTABLE_API_KEY"),
             airtable_base_id=r.required("AIRTABLE_BASE_ID", _base_id),
@@ -149,6 +161,11 @@ class Settings:
             polling_batch_size=r.get("POLLING_BATCH_SIZE", _batch_size, cls.polling_batch_size),
             polling_slow_after=r.get("POLLING_SLOW_AFTER_MINUTES", _minutes, cls.polling_slow_after),
             polling_slow_interval=slow_interval,
+            polling_min_interval=min_interval,
+            spaces_requests_per_second=r.get(
+                "SPACES_REQUESTS_PER_SECOND", _spaces_rate, cls.spaces_requests_per_second
+            ),
+            nca_listing_enabled=r.get("NCA_LISTING_ENABLED", _bool, cls.nca_listing_enabled),
             mediajob_ttl_after_finished=r.get(
                 "MEDIAJOB_TTL_AFTER_FINISHED_HOURS", _ttl_hours, cls.mediajob_ttl_after_finished
             ),
@@ -293,6 +310,14 @@ def _requests_per_second(raw: str) -> float:
     value = _positive_float(raw)
     if value > MAX_REQUESTS_PER_SECOND:
         raise ValueError(f"must be at most {MAX_REQUESTS_PER_SECOND:g}")
+    return value
+
+
+def _spaces_rate(raw: str) -> float:
+    """A share of a bucket's 800 requests a second (DigitalOcean's limit); all of it at most."""
+    value = _positive_float(raw)
+    if value > MAX_SPACES_REQUESTS_PER_SECOND:
+        raise ValueError(f"must be at most {MAX_SPACES_REQUESTS_PER_SECOND:g} (a bucket's limit)")
     return value
 
 

@@ -283,7 +283,7 @@ class WriteBack:
         tables: Tables,
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
-        linger: float = 0.0,
+        linger: float | Callable[[], float] = 0.0,
         facts: JobsRowFacts | None = None,
         freshness: Callable[[], Freshness | None] = lambda: None,
         rng: random.Random | None = None,
@@ -298,7 +298,7 @@ class WriteBack:
         self._tables = tables
         self._retry_base = retry_base
         self._retry_cap = retry_cap
-        self._linger = linger
+        self._linger: Callable[[], float] = linger if callable(linger) else (lambda: float(linger))
         self._facts = facts if facts is not None else JobsRowFacts()
         self._freshness = freshness
         self._arrivals: dict[str, deque[float]] = {s: deque(maxlen=256) for s in STAGES}
@@ -390,7 +390,7 @@ class WriteBack:
                 group.create_task(self._stage_loop(stage))
             group.create_task(self._status_loop())
 
-    async def _take(self, stage: str, limit: int, linger: float = 0.0) -> list[_Pending]:
+    async def _take(self, stage: str, limit: int, *, lingers: bool = False) -> list[_Pending]:
         """Up to `limit` items ready for the stage: a full batch at once, a partial one when
         `send_at` says waiting for more no longer pays."""
         wake = self._wake[stage]
@@ -414,7 +414,7 @@ class WriteBack:
                     ready=len(ready),
                     limit=limit,
                     arrivals=self._arrivals[stage],
-                    linger=linger,
+                    linger=self._linger() if lingers else 0.0,
                 )
                 if at <= now:
                     return ready
@@ -425,19 +425,19 @@ class WriteBack:
 
     async def _stage_loop(self, stage: str) -> None:
         while True:
-            batch = await self._take(stage, MAX_RECORDS_PER_WRITE, self._linger)
+            batch = await self._take(stage, MAX_RECORDS_PER_WRITE, lingers=True)
             await self._write_batch(stage, batch)
 
     async def _check_loop(self) -> None:
         while True:
             source = self._freshness()
             if source is None:
-                await self._check_batch(await self._take(CHECK, IDS_PER_READ, self._linger))
+                await self._check_batch(await self._take(CHECK, IDS_PER_READ, lingers=True))
                 continue
             batch = await self._take(CHECK, IDS_PER_READ)
             # The push source reads payloads at its own spacing (half a polling interval under a
             # stream of pings); waiting for its next read costs no call and gathers a batch.
-            if not await source.fresh_since(max(i.entered for i in batch), self._linger * 1.25 + 1.0):
+            if not await source.fresh_since(max(i.entered for i in batch), self._linger() * 1.25 + 1.0):
                 await self._check_batch(batch)
                 continue
             vouched = [

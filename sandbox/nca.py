@@ -1,7 +1,9 @@
 """The NCA toolkit's job-status API and webhook behaviour on loopback.
 
-Answers ``POST /v1/toolkit/job/status`` with the exact envelopes recorded from a
-real NCA (build 209) in ``shared/design/nca-samples/``. Jobs follow a timeline
+Answers ``POST /v1/toolkit/job/status`` and ``POST /v1/toolkit/jobs/status`` (the listing)
+with the exact envelopes recorded from a real NCA (build 209) in ``shared/design/nca-samples/``.
+As on a real worker, every status call is itself a job file, so the listing (the states of the
+files changed within ``since_seconds``, default 600) fills with the poller's own calls. Jobs follow a timeline
 (queued, running, done) driven by a background task, so at "done" the output
 lands in the Spaces simulator and the webhook is POSTed once, whether or not
 anyone polls; tests can also drive jobs by hand.
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "done"]
 STATUS_ENDPOINT = "/v1/toolkit/job/status"
+LISTING_ENDPOINT = "/v1/toolkit/jobs/status"
 COMPOSE = "/v1/ffmpeg/compose"
 CONCATENATE = "/v1/video/concatenate"
 AUDIO_MIXING = "/audio-mixing"
@@ -120,6 +123,8 @@ class NcaSimulator(LoopbackServer):
         self.webhooks_sent: list[tuple[str, dict[str, Any], int | None]] = []
         self.webhooks_dropped: list[str] = []
         self._status_calls: Counter[str] = Counter()
+        self.listing_calls = 0
+        self.call_files: dict[str, float] = {}  # each status call's own job file: id → mtime
         self._random = random.Random(seed)
         self._wake: asyncio.Event | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -345,18 +350,23 @@ class NcaSimulator(LoopbackServer):
 
     def _setup_routes(self, app: web.Application) -> None:
         app.router.add_post(STATUS_ENDPOINT, self._handle_status)
+        app.router.add_post(LISTING_ENDPOINT, self._handle_listing)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         return web.Response(status=404, text=_HTML_404, content_type="text/html")
 
-    def _envelope(self, code: int, call_id: Any, message: Any, response: Any) -> dict[str, Any]:
+    def _envelope(
+        self, code: int, call_id: Any, message: Any, response: Any, endpoint: str = STATUS_ENDPOINT
+    ) -> dict[str, Any]:
+        own_id = str(uuid.uuid4())
+        self.call_files[own_id] = time.monotonic()  # the call is a job on the worker's disk too
         return {
             "build_number": self.build_number,
             "code": code,
-            "endpoint": STATUS_ENDPOINT,
+            "endpoint": endpoint,
             "id": call_id,
-            "job_id": str(uuid.uuid4()),
+            "job_id": own_id,
             "message": message,
             "pid": self.pid,
             "queue_id": self.queue_id,
@@ -366,6 +376,39 @@ class NcaSimulator(LoopbackServer):
             "run_time": 0.0,
             "total_time": 0.0,
         }
+
+    def _changed_at(self, job: NcaJob) -> float:
+        """The job file's mtime: written when queued, when started and when done."""
+        self._advance(job)
+        return max(t for t in (job.added_at, job.started_at, job.done_at) if t is not None)
+
+    async def _handle_listing(self, request: web.Request) -> web.Response:
+        """`jobs/status`: the state of every job file modified within ``since_seconds``."""
+        if request.headers.get("X-API-Key") != self.api_key:
+            return _flask_json({"message": "Unauthorized"}, 401)
+        self.listing_calls += 1
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return web.Response(status=400, text=_HTML_400, content_type="text/html")
+        since = body.get("since_seconds", 600) if isinstance(body, dict) else 600
+        if isinstance(since, bool) or not isinstance(since, int | float):
+            envelope = self._envelope(
+                500, None, f"Failed to retrieve job statuses: {since!r}", None, LISTING_ENDPOINT
+            )
+            return _flask_json(envelope, 500)
+        cutoff = time.monotonic() - since
+        states: dict[str, str] = {}
+        for job in self.jobs.values():
+            if self._changed_at(job) >= cutoff:
+                states[job.job_id] = self._advance(job)
+        for call_id, at in self.call_files.items():
+            if at >= cutoff:
+                states[call_id] = "done"
+        envelope = self._envelope(200, None, "success", None, LISTING_ENDPOINT)
+        states[envelope["job_id"]] = "running"  # the listing's own file, still being written
+        envelope["response"] = dict(sorted(states.items()))
+        return _flask_json(envelope)
 
     async def _handle_status(self, request: web.Request) -> web.Response:
         if request.headers.get("X-API-Key") != self.api_key:

@@ -17,6 +17,9 @@ from controller.naming import check_external_job_id
 
 SYSTEM = "nca"
 STATUS_PATH = "/v1/toolkit/job/status"
+LISTING_PATH = "/v1/toolkit/jobs/status"
+LISTED_STATES = ("queued", "running", "done")
+MAX_LISTED = 100_000  # a listing bigger than this is cut: it is only a hint
 
 
 class PayloadError(ValueError):
@@ -57,6 +60,30 @@ class NcaUnknown:
 
 
 NcaStatus = NcaSucceeded | NcaFailed | NcaPending | NcaNotFound | NcaUnknown
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NcaListing:
+    """`jobs/status`: the state of each job whose file one worker changed within the window.
+
+    A hint only: it covers the worker that answered and the window asked for, so a job missing
+    from it is not missing from NCA.
+    """
+
+    states: dict[str, str]
+
+
+def parse_listing_body(body: Any) -> NcaListing | NcaUnknown:
+    """The envelope of `POST /v1/toolkit/jobs/status` with HTTP 200; odd entries are skipped."""
+    if not isinstance(body, dict) or not isinstance(body.get("response"), dict):
+        return NcaUnknown("listing answer has no 'response' object")
+    states: dict[str, str] = {}
+    for job_id, state in body["response"].items():
+        if len(states) >= MAX_LISTED:
+            break
+        if state in LISTED_STATES and isinstance(job_id, str) and len(job_id) <= 63:
+            states[job_id] = state
+    return NcaListing(states)
 
 
 def parse_result_payload(payload: Any) -> NcaOutcome:
@@ -130,8 +157,24 @@ class NcaClient:
 
     async def job_status(self, job_id: str) -> NcaStatus:
         check_external_job_id(job_id)
+        answer = await self._post(STATUS_PATH, {"job_id": job_id})
+        if isinstance(answer, NcaUnknown | NcaNotFound):
+            return answer
+        return parse_status_body(answer)
+
+    async def jobs_listing(self, since_seconds: float) -> NcaListing | NcaUnknown:
+        """Every job whose state changed within `since_seconds`, on the worker that answers."""
+        answer = await self._post(LISTING_PATH, {"since_seconds": max(1, round(since_seconds))})
+        if isinstance(answer, NcaNotFound):  # "Jobs directory not found": a worker with no jobs yet
+            return NcaListing({})
+        if isinstance(answer, NcaUnknown):
+            return answer
+        return parse_listing_body(answer)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON answer of a 200, else what went wrong; NCA records each call on its disk."""
         try:
-            response = await self._http.post(STATUS_PATH, json={"job_id": job_id})
+            response = await self._http.post(path, json=body)
         except httpx.TimeoutException:
             self._observe(SYSTEM, "timeout")
             return NcaUnknown("timeout")
@@ -147,10 +190,9 @@ class NcaClient:
         if status != 200:
             return NcaUnknown(f"HTTP {status}")
         try:
-            body = response.json()
+            return response.json()
         except (ValueError, RecursionError, MemoryError):  # a deeply nested answer overflows the parser
             return NcaUnknown("status answer is not JSON")
-        return parse_status_body(body)
 
 
 def _looks_like_url(value: str) -> bool:

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from controller.budget import SpacesBudget
 from controller.clients import RequestObserver, ignore_request
 
 SYSTEM = "spaces"
@@ -56,6 +57,7 @@ class SpacesClient:
         timeout: float = 5.0,
         max_connections: int = 20,
         observe: RequestObserver = ignore_request,
+        budget: SpacesBudget | None = None,
     ) -> None:
         base = urlsplit(base_url)
         if base.scheme not in ("http", "https") or not base.hostname:
@@ -64,6 +66,7 @@ class SpacesClient:
         self._netloc = base.netloc.lower()
         self._prefix = base.path.rstrip("/") + "/"
         self._observe = observe
+        self._budget = budget
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -103,6 +106,8 @@ class SpacesClient:
     async def head(self, url: str) -> SpacesResult:
         """HEAD the object. Raises UnsafeUrlError before any request for a foreign URL."""
         self.check_url(url)
+        if self._budget is not None:
+            await self._budget.acquire()
         try:
             response = await self._http.head(url)
         except httpx.TimeoutException:
@@ -118,6 +123,8 @@ class SpacesClient:
         if status in (403, 404):
             return ObjectMissing(url, status)
         if status == 503:
+            if self._budget is not None:
+                self._budget.slow_down()
             return SpacesUnknown(url, "503 Slow Down")
         return SpacesUnknown(url, f"HTTP {status}")
 

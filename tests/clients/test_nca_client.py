@@ -8,11 +8,13 @@ import pytest
 from controller.clients.nca import (
     NcaClient,
     NcaFailed,
+    NcaListing,
     NcaNotFound,
     NcaPending,
     NcaSucceeded,
     NcaUnknown,
     PayloadError,
+    parse_listing_body,
     parse_result_payload,
     parse_status_body,
 )
@@ -201,3 +203,89 @@ def test_recorded_status_answers(name: str, kind: type) -> None:
 def test_bad_payloads_raise_payload_error(payload: object) -> None:
     with pytest.raises(PayloadError):
         parse_result_payload(payload)
+
+
+async def test_listing_shows_recent_states_and_the_pollers_own_calls(
+    nca_sim: NcaSimulator, nca: NcaClient
+) -> None:
+    queued, running, done = "a0000000-0000-4000-8000-000000000001", "b" * 8, "c" * 8
+    nca_sim.add_job(queued, endpoint=COMPOSE, caller_id=REC)
+    nca_sim.set_status(queued, "queued")
+    nca_sim.add_job(running, endpoint=COMPOSE, caller_id=REC)
+    nca_sim.set_status(running, "running")
+    nca_sim.add_job(done, endpoint=CONCATENATE, caller_id=REC)
+    nca_sim.finish_now(done)
+    await nca.job_status(done)  # a status call is a job file too, as on a real worker
+    listing = await nca.jobs_listing(60)
+    assert isinstance(listing, NcaListing)
+    assert {k: v for k, v in listing.states.items() if k in (queued, running, done)} == {
+        queued: "queued",
+        running: "running",
+        done: "done",
+    }
+    assert len(listing.states) == 5  # plus the status call's file and the listing's own
+    assert list(listing.states.values()).count("running") == 2
+    assert nca_sim.listing_calls == 1
+
+
+async def test_listing_window_leaves_out_older_files(nca_sim: NcaSimulator, nca: NcaClient) -> None:
+    nca_sim.add_job(JOB, endpoint=COMPOSE, caller_id=REC)
+    nca_sim.set_status(JOB, "queued")
+    nca_sim.jobs[JOB].added_at -= 120  # queued two minutes ago, unchanged since
+    listing = await nca.jobs_listing(60)
+    assert isinstance(listing, NcaListing)
+    assert JOB not in listing.states  # absent is not "gone": only a hint
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("500", NcaUnknown("HTTP 500")),
+        ("429", NcaUnknown("HTTP 429")),
+        ("hang", NcaUnknown("timeout")),
+        ("drop", NcaUnknown("connection error: RemoteProtocolError")),
+        ("404", NcaListing({})),  # "Jobs directory not found": a worker that has run nothing yet
+    ],
+)
+async def test_listing_faults_are_unknown(
+    nca_sim: NcaSimulator, nca: NcaClient, fault: str, expected: object
+) -> None:
+    if fault == "hang":
+        nca_sim.faults.hang_next(1, 2.0)
+    elif fault == "drop":
+        nca_sim.faults.drop_next(1)
+    else:
+        nca_sim.faults.fail_next(1, int(fault))
+    assert await nca.jobs_listing(60) == expected
+
+
+async def test_listing_with_a_wrong_key_never_shows_it(nca_sim: NcaSimulator) -> None:
+    client = NcaClient(nca_sim.url, "wrong-secret-key-123")
+    try:
+        result = await client.jobs_listing(60)
+    finally:
+        await client.close()
+    assert result == NcaUnknown("NCA rejected the API key (HTTP 401)")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"response": {"a": "done", "b": "queued"}}, NcaListing({"a": "done", "b": "queued"})),
+        ({"response": {"a": "exploded", "b": 3, "c": None}}, NcaListing({})),  # odd entries skipped
+        ({"response": {"x" * 64: "done"}}, NcaListing({})),  # longer than any job id
+        ({"response": []}, NcaUnknown("listing answer has no 'response' object")),
+        ({"error": "Failed to retrieve job statuses"}, NcaUnknown("listing answer has no 'response' object")),
+        ("[1]", NcaUnknown("listing answer has no 'response' object")),
+    ],
+)
+def test_listing_shapes(body: object, expected: object) -> None:
+    assert parse_listing_body(body) == expected
+
+
+@pytest.mark.parametrize("name", ["05_jobs_status_before_any_job.json", "51_jobs_status_since_2s.json"])
+def test_recorded_listings(name: str) -> None:
+    body = sample(name)
+    listing = parse_listing_body(body)
+    assert isinstance(listing, NcaListing)
+    assert listing.states == body["response"]

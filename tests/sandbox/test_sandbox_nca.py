@@ -255,3 +255,27 @@ async def test_output_urls_override_and_faults(
     resp = await poll(client, nca, job.job_id)
     assert (resp.status_code, resp.text) == (502, "Bad Gateway")
     assert (await poll(client, nca, job.job_id)).status_code == 200
+
+
+async def test_listing_answers_like_the_recorded_one(
+    nca: NcaSimulator, client: httpx.AsyncClient, load_sample: Loader
+) -> None:
+    url = f"{nca.url}/v1/toolkit/jobs/status"
+    job_id = str(uuid.uuid4())
+    nca.add_job(job_id, endpoint=COMPOSE, caller_id="recA")
+    nca.set_status(job_id, "queued")
+    await poll(client, nca, job_id)
+    resp = await client.post(url, json={"since_seconds": 600}, headers={"X-API-Key": NCA_KEY})
+    expected = load_sample("06_jobs_status_right_after_submit.json")
+    assert resp.status_code == expected["http_status"] == 200
+    body = resp.json()
+    assert {k: shape(v) for k, v in body.items() if k != "response"} == {
+        k: shape(v) for k, v in expected["body"].items() if k != "response"
+    }
+    own = body["job_id"]
+    assert body["response"][own] == "running"  # the listing's own file, as recorded
+    assert body["response"][job_id] == "queued"
+    assert list(body["response"].values()).count("done") == 1  # the status call's own file
+    wrong = await client.post(url, json={}, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.json() == load_sample("52_jobs_status_wrong_key.json")["body"]

@@ -48,9 +48,8 @@ def writeback(**extra: Any) -> WriteBack:
         writer=None,
         metrics=Metrics(),  # type: ignore[arg-type]
         tables=Tables("Jobs", "Segments", "Videos"),
-        linger=5.0,
         clock=loop.time,
-        **extra,
+        **{"linger": 5.0, **extra},
     )
 
 
@@ -78,19 +77,19 @@ def test_send_at(ready: int, arrivals: list[float], now: float, expected: float)
 
 
 async def test_a_trickle_goes_at_once() -> None:
-    wb = writeback()
+    wb = writeback(linger=60.0)
     wb.enqueue(ended(0))
     await asyncio.sleep(90)  # longer than the linger: no stream
     t0 = asyncio.get_running_loop().time()
     wb._pending.clear()  # (the first one was written meanwhile)
     wb.enqueue(ended(1))
-    batch = await wb._take(CHECK, 10, 60.0)
+    batch = await wb._take(CHECK, 10, lingers=True)
     assert [b.job.name for b in batch] == ["job-1"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
 
 async def test_a_stream_waits_for_a_full_batch() -> None:
-    wb = writeback()
+    wb = writeback(linger=60.0)
     t0 = asyncio.get_running_loop().time()
 
     async def stream() -> None:
@@ -100,7 +99,7 @@ async def test_a_stream_waits_for_a_full_batch() -> None:
 
     task = asyncio.create_task(stream())
     await asyncio.sleep(1.5)  # (the very first one went alone: one arrival gives no rate)
-    first = await wb._take(CHECK, 10, 60.0)
+    first = await wb._take(CHECK, 10, lingers=True)
     assert len(first) == 10
     assert 8.9 <= asyncio.get_running_loop().time() - t0 <= 10.1  # filled at the 10th arrival
     await task
@@ -111,7 +110,7 @@ async def test_a_full_batch_goes_at_once() -> None:
     t0 = asyncio.get_running_loop().time()
     for i in range(25):
         wb.enqueue(ended(i))
-    batch = await wb._take(CHECK, 10, 5.0)
+    batch = await wb._take(CHECK, 10, lingers=True)
     assert len(batch) == 10
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -122,17 +121,17 @@ async def test_a_recheck_does_not_wait() -> None:
     job0 = ended(0)
     wb.enqueue(job0)
     wb.kick(job0)
-    batch = await wb._take(CHECK, 10, 5.0)
+    batch = await wb._take(CHECK, 10, lingers=True)
     assert [b.job.name for b in batch] == ["job-0"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
 
 async def test_items_are_suspect_unless_seen_processing() -> None:
-    wb = writeback()
+    wb = writeback(linger=0.0)
     wb.note_processing(("media", "job-1"))
     wb.enqueue(ended(0))
     wb.enqueue(ended(1))
-    batch = await wb._take(CHECK, 10, 0.0)
+    batch = await wb._take(CHECK, 10, lingers=True)
     assert {b.job.name: b.suspect for b in batch} == {"job-0": True, "job-1": False}
 
 
