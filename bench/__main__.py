@@ -549,4 +549,8 @@ if __name__ == "__main__":
         from bench.quota import cli
 
         sys.exit(cli(sys.argv[2:]))
+    if sys.argv[1:2] == ["latency"]:  # `python -m bench latency`: real time, every webhook lost
+        from bench.latency import cli as latency_cli
+
+        sys.exit(latency_cli(sys.argv[2:]))
     sys.exit(asyncio.run(main()))

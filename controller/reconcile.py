@@ -74,6 +74,7 @@ class JobRuntime:
     nca_pending: int = 0
     nca_next_at: datetime | None = None
     nca_hinted: bool = False  # NCA's listing showed it done: ask NCA in the next check if needed
+    hint_refused_until: datetime | None = None  # NCA's own answer to a hint said "not done"
     reported_error: bool = False
 
 
@@ -142,6 +143,7 @@ class Reconciler:
         self._budget = budget
         self._listing_per_job_hour = listing_per_job_hour  # None: no NCA listing
         self._listed = Listed()
+        self._listing_every = timing.interval  # the listing's current period
         self._load = (0.0, 0)  # (total weight, processing jobs) as last counted
         self._first_status: dict[Key, None] = {}  # an ordered set: the lane's queue
         self._first_status_wake = asyncio.Event()
@@ -229,7 +231,8 @@ class Reconciler:
     # The budget and NCA's listing ----------------------------------------------------------------
 
     def _listing_valid(self) -> timedelta:
-        return self._timing.interval
+        """How long a listed state stands: an interval, and a period so none lapses between two."""
+        return self._timing.interval + self._listing_every
 
     def _weight(self, job: MediaJob, now: datetime) -> float:
         return weight(self._listed.state(job.spec.external_job_id, now, self._listing_valid()))
@@ -271,13 +274,15 @@ class Reconciler:
     async def _list_forever(self) -> None:
         """One NCA listing a period: jobs it shows done are checked now, the rest keep waiting."""
         assert self._listing_per_job_hour is not None
+        period = self._timing.floor  # the first listing comes before most first checks
         while True:
+            await asyncio.sleep(period.total_seconds())
             _, processing = self._load
             period = listing_period(processing, self._timing, per_job_hour=self._listing_per_job_hour)
-            await asyncio.sleep(period.total_seconds())
-            if self._load[1] == 0:
+            self._listing_every = period
+            if processing == 0:
                 continue
-            window = self._listing_valid() + period
+            window = self._listing_valid()
             listing = await self._nca.jobs_listing(window.total_seconds())
             if not isinstance(listing, NcaListing):
                 self._metrics.nca_listings.labels(result="error").inc()
@@ -296,8 +301,8 @@ class Reconciler:
             if job.ended or job.spec.external_job_id not in done or job.spec.suspend:
                 continue
             rt = self._state.setdefault(job.key, JobRuntime(checks=job.status.checks))
-            if rt.nca_hinted or (rt.nca_next_at is not None and now < rt.nca_next_at and rt.nca_pending):
-                continue  # already hinted, or NCA itself said "not done" lately: its answer stands
+            if rt.nca_hinted or (rt.hint_refused_until is not None and now < rt.hint_refused_until):
+                continue  # already hinted, or NCA's own answer to the last hint said "not done"
             rt.nca_hinted = True
             self._metrics.nca_hints.inc()
             self.scheduler.schedule(job.key, now.timestamp(), earlier_only=True)
@@ -361,7 +366,7 @@ class Reconciler:
         nca_due = recheck or rt.nca_hinted or rt.nca_next_at is None or now >= rt.nca_next_at
         if listed in ("queued", "running") and not recheck:
             nca_due = False  # the listing already answered for it, at no call per job
-        rt.nca_hinted = False
+        hinted, rt.nca_hinted = rt.nca_hinted, False
         nca_result: NcaStatus | None = None
         if should_ask_nca(spaces_result, nca_due=nca_due):
             nca_result = await self._nca.job_status(job.spec.external_job_id)
@@ -389,6 +394,8 @@ class Reconciler:
         if isinstance(nca_result, NcaPending | NcaNotFound):
             rt.nca_pending += 1
             rt.nca_next_at = nca_next_at(now, rt.nca_pending, self._timing)
+            if hinted:  # the listing came from another worker, or an older file: back off hints too
+                rt.hint_refused_until = rt.nca_next_at
         if isinstance(decision, Wait) and decision.error:
             rt.failures += 1
             jlog.info("check could not conclude (%s); retry %d", decision.message, rt.failures)

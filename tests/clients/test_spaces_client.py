@@ -1,11 +1,13 @@
 """SpacesClient against the Spaces simulator over loopback HTTP."""
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
 
+from controller.budget import SpacesBudget
 from controller.clients.spaces import (
     ObjectFound,
     ObjectMissing,
@@ -50,6 +52,28 @@ async def test_slow_down_is_a_retry_never_missing(spaces_sim: SpacesSimulator, s
     url = f"{spaces_sim.base_url}/a.mp4"
     assert await spaces.head(url) == SpacesUnknown(url, "503 Slow Down")
     assert isinstance(await spaces.head(url), ObjectFound)
+
+
+async def test_the_budget_paces_requests_and_shrinks_on_slow_down(spaces_sim: SpacesSimulator) -> None:
+    slowdowns: list[float] = []
+    budget = SpacesBudget(20.0, on_congestion=lambda: slowdowns.append(budget.rate))
+    client = SpacesClient(spaces_sim.base_url, budget=budget)
+    url = f"{spaces_sim.base_url}/a.mp4"
+    try:
+        began = time.monotonic()
+        for _ in range(11):
+            await client.head(url)
+        assert time.monotonic() - began >= 0.45  # 20 a second: ten gaps of 50 ms at least
+        spaces_sim.slow_down_next(3)  # a storm: three 503s in a row are one congestion event
+        for _ in range(3):
+            assert await client.head(url) == SpacesUnknown(url, "503 Slow Down")
+        assert len(slowdowns) == 1
+        assert budget.rate == pytest.approx(10.0, abs=1.0)
+        starts = [r.time for r in spaces_sim.requests if r.method == "HEAD"]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) >= 0.03  # never two requests closer than the budget allows
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize(

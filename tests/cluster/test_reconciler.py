@@ -254,7 +254,7 @@ async def test_recheck_annotation_runs_a_check_at_once(
 ) -> None:
     job = world.add_job("combine", drop_webhook=True)
     world.nca_sim.set_status(job.job_id, "running")
-    slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="60")
+    slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="60", POLLING_MIN_INTERVAL_SECONDS="3600")
     async with running(slow) as runtime:
         await until(lambda: runtime.store.get((namespace, resource_name(job.record_id))) is not None)
         world.spaces.put_object(f"{job.job_id}_output_0.mp4")
@@ -276,7 +276,8 @@ async def test_recheck_with_nothing_new_records_the_token(
 ) -> None:
     job = world.add_job("combine", drop_webhook=True)
     world.nca_sim.set_status(job.job_id, "queued")
-    async with running(settings_for(world, namespace, POLLING_INTERVAL_MINUTES="10")) as runtime:
+    slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="10", POLLING_MIN_INTERVAL_SECONDS="600")
+    async with running(slow) as runtime:
         await until(lambda: runtime.store.get((namespace, resource_name(job.record_id))) is not None)
         calls = world.nca_sim.status_calls(job.job_id)
         await kube.patch_mediajob(
@@ -426,3 +427,60 @@ async def test_a_job_that_vanished_without_a_deleted_event_is_pruned(
         assert runtime.store.get((namespace, "recphantomaaaaaaa-0000")) is not None
         await until(lambda: runtime.store.get((namespace, "recphantomaaaaaaa-0000")) is None, timeout=15)
         assert runtime.store.get((namespace, resource_name(job.record_id))) is not None
+
+
+async def test_nca_listing_stands_in_for_per_job_status_calls(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    """Jobs NCA lists as queued or running cost no status call each; the listing is one call."""
+    jobs = [world.add_job("concatenate", drop_webhook=True) for _ in range(4)]
+    for job in jobs:
+        world.nca_sim.set_status(job.job_id, "running" if jobs.index(job) % 2 else "queued")
+    settings = settings_for(
+        world, namespace, POLLING_INTERVAL_MINUTES="0.5", POLLING_MIN_INTERVAL_SECONDS="2"
+    )
+    async with running(settings) as runtime:
+        await until(lambda: world.nca_sim.listing_calls >= 1, timeout=15)
+        await asyncio.sleep(1)  # checks that began before the first listing have ended
+        before = sum(world.nca_sim.status_calls(job.job_id) for job in jobs)
+        checks = world.spaces.count("HEAD")
+        await asyncio.sleep(12)
+        after = sum(world.nca_sim.status_calls(job.job_id) for job in jobs)
+        assert world.spaces.count("HEAD") > checks + len(jobs)  # Spaces is still looked at, often
+        assert after == before  # but NCA only through its listing
+        assert world.nca_sim.listing_calls >= 1
+        text = runtime.metrics.render().decode()
+    assert 'mediajob_nca_listings_total{result="ok"}' in text
+
+
+async def test_a_failure_nca_lists_reaches_the_row_within_a_listing_period(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    """Only NCA can show a failure; its listing points at the job long before the per-job backoff."""
+    job = world.add_job("combine", drop_webhook=True)
+    world.nca_sim.set_status(job.job_id, "running")
+    settings = settings_for(
+        world, namespace, POLLING_INTERVAL_MINUTES="0.1", POLLING_MIN_INTERVAL_SECONDS="2"
+    )
+    async with running(settings) as runtime:
+        await until(lambda: world.nca_sim.status_calls(job.job_id) >= 1 or world.nca_sim.listing_calls >= 1)
+        await asyncio.sleep(14)  # the per-job backoff is now 24 s and more away
+        calls = world.nca_sim.status_calls(job.job_id)
+        world.nca_sim.finish_now(job.job_id, fail_message="ffmpeg exited with code 1")
+        failed_at = time.monotonic()
+        await wait_phase(kube, namespace, job, "Failed", timeout=15)
+        assert time.monotonic() - failed_at <= 8  # one listing period (6 s) and a check
+        await until(lambda: world.jobs_row(job)["Status"] == "failed", timeout=10)
+        assert world.nca_sim.status_calls(job.job_id) == calls + 1  # the one call the hint asked for
+        assert runtime.metrics.nca_hints._value.get() == 1
+
+
+async def test_nca_listing_off_keeps_per_job_status_calls(
+    world: World, namespace: str, kube: KubeClient
+) -> None:
+    job = world.add_job("concatenate", drop_webhook=True)
+    world.nca_sim.set_status(job.job_id, "queued")
+    settings = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="0.05", NCA_LISTING_ENABLED="false")
+    async with running(settings):
+        await until(lambda: world.nca_sim.status_calls(job.job_id) >= 2, timeout=20)
+    assert world.nca_sim.listing_calls == 0
