@@ -6,7 +6,8 @@ Each run starts the Airtable simulator (its webhooks and pings included), the co
 change sources (`PushSource`, `IncrementalPolling`, `FullListing`) and its real Airtable client,
 and runs a simulated window in compressed time: rows arrive at the load's rate, each job ends 3
 simulated minutes after it was submitted, and its result is written back (ours: as
-controller/writeback.py batches, with its own `send_at` deciding when a partial batch goes: the
+controller/writeback.py batches, with its own `send_at` deciding when a partial batch goes and its
+quota-aware linger (`QuotaLinger`, the Team plan's 100,000 calls at the 0.8 share) how long: the
 Jobs rows read 50 a request before the write, except in push mode, where the payloads vouch for
 them; then the target rows and the Jobs rows, 10 a request; the seed: three single-row updates per
 job). The calls made after start-up are scaled to 30 days. Detection latency is from
@@ -35,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.airtable_push import PingReceiver, PushSource, WebhookState
+from controller.budget import QuotaLinger
 from controller.changes import ChangeSource, FullListing, IncrementalPolling
 from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
@@ -49,7 +51,8 @@ BASE = "appBenchBase00001"
 INTERVAL = 120.0  # POLLING_INTERVAL_MINUTES = 2, in simulated seconds
 CHECK_EVERY = 3600.0  # AIRTABLE_WEBHOOK_CHECK_MINUTES = 60
 FULL_EVERY = 6 * 3600.0  # AIRTABLE_FULL_RESYNC_HOURS = 6
-LINGER = INTERVAL  # AIRTABLE_WRITE_LINGER_SECONDS' default: one polling interval
+LONGEST_LINGER = INTERVAL  # the quota-aware linger's longest: one polling interval
+QUOTA, QUOTA_SHARE = 100_000, 0.8  # AIRTABLE_MONTHLY_QUOTA (Team) and AIRTABLE_QUOTA_ALERT_SHARE defaults
 JOB_MINUTES = 3.0
 SEED_MIN_AGE = 300.0  # the seed only lists rows older than 5 minutes
 MONTH = 30 * 86400.0
@@ -160,8 +163,9 @@ async def consume(source: ChangeSource, world: World, *, min_age: float = 0.0) -
 class Stage:
     """One write-back stage's queue, batched by the controller's own `send_at`."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, linger: QuotaLinger) -> None:
         self.limit = limit
+        self.linger = linger
         self.items: list[tuple[str, float]] = []  # (record id, arrived)
         self.arrivals: deque[float] = deque(maxlen=256)
 
@@ -179,7 +183,7 @@ class Stage:
             ready=len(self.items),
             limit=self.limit,
             arrivals=self.arrivals,
-            linger=LINGER,
+            linger=self.linger.linger(),
         )
         if at > now:
             return []
@@ -187,11 +191,14 @@ class Stage:
         return [rid for rid, _ in batch]
 
 
-async def write_back(airtable: AirtableClient, world: World, *, mode: str) -> None:
+async def write_back(airtable: AirtableClient, world: World, *, mode: str, linger: QuotaLinger) -> None:
     """Ends each discovered job JOB_MINUTES after submission and writes its result."""
-    check = Stage(IDS_PER_READ)
-    targets = {"Segments": Stage(MAX_RECORDS_PER_WRITE), "Videos": Stage(MAX_RECORDS_PER_WRITE)}
-    jobs = Stage(MAX_RECORDS_PER_WRITE)
+    check = Stage(IDS_PER_READ, linger)
+    targets = {
+        "Segments": Stage(MAX_RECORDS_PER_WRITE, linger),
+        "Videos": Stage(MAX_RECORDS_PER_WRITE, linger),
+    }
+    jobs = Stage(MAX_RECORDS_PER_WRITE, linger)
     payload = '{"output_url": "https://x/y.mp4"}'
     while True:
         await world.sleep(1.0)
@@ -211,8 +218,12 @@ async def write_back(airtable: AirtableClient, world: World, *, mode: str) -> No
                 await airtable.update_records(table, [(target, TARGET_FIELDS[table])])
                 await airtable.update_records("Jobs", [(rid, {"Notes": "done"})])
             continue
+        # In push mode the payload reads vouch for the rows (no read before the write) when the
+        # linger allows waiting for the next one (they come every half interval under a stream);
+        # a write-back that writes at once reads the rows instead, as the controller does.
+        vouched = mode == PUSH and linger.linger() * 1.25 + 1 >= INTERVAL / 2
         for rid in due:
-            if mode == PUSH:  # the payload reads vouch for the rows: no read before the write
+            if vouched:
                 targets[world.targets[rid][0]].add(rid, now)
             else:
                 check.add(rid, now)
@@ -274,15 +285,23 @@ async def run_one(
         for table, fields in SCHEMA.items():
             sim.set_schema(BASE, table, fields)
         sim.add_record(BASE, "Jobs", {"Status": "completed", "External Job ID": "old"})
+        world = World(scale)
+        # The write-back's linger as the controller sets it by default: by what the quota has left,
+        # counting every call (the mirror's too), on the simulated clock.
+        linger = QuotaLinger(monthly_quota=QUOTA, share=QUOTA_SHARE, longest=LONGEST_LINGER, clock=world.now)
+
+        def count(purpose: str) -> None:
+            calls[purpose] += 1
+            linger.spend()
+
         airtable = AirtableClient(
             api_key=KEY,
             base_id=BASE,
             api_url=sim.url,
             requests_per_second=10_000,
             penalty_seconds=1,
-            count_call=lambda purpose: calls.__setitem__(purpose, calls[purpose] + 1),
+            count_call=count,
         )
-        world = World(scale)
         port = free_port()
         store = MemoryStore()
         holder: dict[str, PushSource | None] = {"source": None}
@@ -325,7 +344,7 @@ async def run_one(
                 world.t0 = time.monotonic()
             tasks = [
                 asyncio.create_task(consume(source, world, min_age=SEED_MIN_AGE if mode == "seed" else 0.0)),
-                asyncio.create_task(write_back(airtable, world, mode=mode)),
+                asyncio.create_task(write_back(airtable, world, mode=mode, linger=linger)),
                 asyncio.create_task(arrivals(sim, world, per_day, rng)),
             ]
             if burst and not preexisting:  # N new rows at once, outputs over the next 20 minutes

@@ -300,7 +300,7 @@ class Reconciler:
         for job in self._store:
             if job.ended or job.spec.external_job_id not in done or job.spec.suspend:
                 continue
-            rt = self._state.setdefault(job.key, JobRuntime(checks=job.status.checks))
+            rt = self._runtime(job, now)
             if rt.nca_hinted or (rt.hint_refused_until is not None and now < rt.hint_refused_until):
                 continue  # already hinted, or NCA's own answer to the last hint said "not done"
             rt.nca_hinted = True
@@ -350,9 +350,9 @@ class Reconciler:
         if job.spec.suspend and not job.ended:
             await self._record(job, {})
             return None
-        rt = self._state.setdefault(key, JobRuntime(checks=job.status.checks))
-        jlog = logs.for_job(log, job)
         now = self._now()
+        rt = self._runtime(job, now)
+        jlog = logs.for_job(log, job)
         recheck = job.recheck_pending
 
         spaces_result: SpacesResult | None = None
@@ -418,6 +418,15 @@ class Reconciler:
         if not await self._record(job, {"checks": rt.checks}, message=message):
             return self._retry(job, rt, now)
         return due.timestamp()
+
+    def _runtime(self, job: MediaJob, now: datetime) -> JobRuntime:
+        """A job's memory; with NCA's listing on, its first status call waits an interval for it."""
+        rt = self._state.get(job.key)
+        if rt is None:
+            rt = self._state[job.key] = JobRuntime(checks=job.status.checks)
+            if self._listing_per_job_hour is not None and self._polling:
+                rt.nca_next_at = now + self._timing.interval
+        return rt
 
     def _retry(self, job: MediaJob, rt: JobRuntime, now: datetime) -> float:
         rt.failures += 1

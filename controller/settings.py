@@ -360,13 +360,26 @@ def _http_url(raw: str) -> str:
         raise ValueError("must not carry credentials")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
-    return raw.rstrip("/")
+    return _not_placeholder(raw.rstrip("/"))
 
 
 def _base_id(raw: str) -> str:
     if not _BASE_ID.fullmatch(raw):
         raise ValueError("must look like an Airtable base id (app + 14 letters or digits)")
+    if "replaceme" in raw.lower():
+        raise ValueError("is still the placeholder from config.env: set your base's id")
     return raw
+
+
+# RFC 2606's names for documentation: a URL on them is a placeholder nobody edited.
+_PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net", "example", "invalid")
+
+
+def _not_placeholder(url: str) -> str:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS):
+        raise ValueError(f"is still a placeholder ({host} is reserved for documentation): set the real URL")
+    return url
 
 
 def _table(raw: str) -> str:

@@ -135,9 +135,9 @@ def test_month_projection() -> None:
 
 def test_push_settings() -> None:
     settings = Settings.from_env(
-        {**REQUIRED_ENV, "AIRTABLE_WEBHOOK_URL": "https://ops.example/webhooks/airtable"}
+        {**REQUIRED_ENV, "AIRTABLE_WEBHOOK_URL": "https://ops.phi.dev/webhooks/airtable"}
     )
-    assert settings.airtable_webhook_url == "https://ops.example/webhooks/airtable"
+    assert settings.airtable_webhook_url == "https://ops.phi.dev/webhooks/airtable"
     assert (settings.airtable_monthly_quota, settings.airtable_quota_alert_share) == (100_000, 0.8)
     assert settings.airtable_webhook_check.total_seconds() == 3600
     assert settings.airtable_full_resync.total_seconds() == 6 * 3600

@@ -162,3 +162,81 @@ def test_patterns_are_matched_whole(pattern_var: str) -> None:
     assert load(**{pattern_var: good})
     with pytest.raises(SettingsError, match=pattern_var):
         load(**{pattern_var: good + "\nx"})
+
+
+def test_the_check_budget_defaults() -> None:
+    s = load()
+    assert s.spaces_requests_per_second == 25.0
+    assert s.polling_min_interval == timedelta(seconds=5)
+    assert s.nca_listing_enabled is True
+    assert s.airtable_write_linger is None  # unset: by the quota
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SPACES_REQUESTS_PER_SECOND": "0"}, "SPACES_REQUESTS_PER_SECOND"),
+        ({"SPACES_REQUESTS_PER_SECOND": "801"}, "SPACES_REQUESTS_PER_SECOND"),
+        ({"SPACES_REQUESTS_PER_SECOND": "nan"}, "SPACES_REQUESTS_PER_SECOND"),
+        ({"SPACES_REQUESTS_PER_SECOND": "lots"}, "SPACES_REQUESTS_PER_SECOND"),
+        ({"POLLING_MIN_INTERVAL_SECONDS": "0.5"}, "POLLING_MIN_INTERVAL_SECONDS"),
+        ({"POLLING_MIN_INTERVAL_SECONDS": "121"}, "POLLING_MIN_INTERVAL_SECONDS"),  # longer than the interval
+        ({"NCA_LISTING_ENABLED": "sometimes"}, "NCA_LISTING_ENABLED"),
+    ],
+)
+def test_bad_budget_settings_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        load(**env)
+
+
+@pytest.mark.parametrize(
+    ("env", "floor"),
+    [
+        ({}, timedelta(seconds=5)),
+        ({"POLLING_INTERVAL_MINUTES": "0.05"}, timedelta(seconds=3)),  # unset: never above the interval
+        ({"POLLING_MIN_INTERVAL_SECONDS": "120"}, timedelta(minutes=2)),  # = interval: the budget is off
+    ],
+)
+def test_the_floor_is_never_longer_than_the_interval(env: dict[str, str], floor: timedelta) -> None:
+    assert load(**env).polling_min_interval == floor
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AIRTABLE_BASE_ID", "appREPLACEMEbase1"),  # config.env as shipped
+        ("AIRTABLE_BASE_ID", "appreplacemeBASE1"),
+        ("NCA_API_URL", "https://nca.example.com"),  # config.env as shipped
+        ("NCA_API_URL", "http://example.org:8080"),
+        ("SPACES_BASE_URL", "https://bucket.example/phi-bucket"),
+        ("AIRTABLE_API_URL", "https://api.airtable.invalid"),
+        ("AIRTABLE_WEBHOOK_URL", "https://mediajob.example.com/webhooks/airtable"),  # config.env's comment
+    ],
+)
+def test_placeholders_are_refused_with_one_line_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}: .*placeholder") as caught:
+        load(**{name: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_real_names_that_only_contain_example_are_accepted() -> None:
+    assert load(NCA_API_URL="https://example-nca.phi.dev").nca_api_url == "https://example-nca.phi.dev"
+    assert load(NCA_API_URL="https://nca.examples.com").nca_api_url == "https://nca.examples.com"
+
+
+def test_the_shipped_config_env_is_refused_until_edited() -> None:
+    """Pods must not start on the unedited placeholders: the first one is named."""
+    from pathlib import Path
+
+    shipped = Path(__file__).parents[2] / "manifests" / "default" / "config.env"
+    env = dict(
+        line.split("=", 1) for line in shipped.read_text().splitlines() if line and not line.startswith("#")
+    )
+    secrets = {k: REQUIRED_ENV[k] for k in ("AIRTABLE_API_KEY", "NCA_API_KEY", "WEBHOOK_TOKEN")}
+    with pytest.raises(SettingsError, match=r"^AIRTABLE_BASE_ID: .*placeholder"):
+        Settings.from_env({**env, **secrets, "POD_NAME": "p", "LEASE_NAMESPACE": "ns"})
+    env["AIRTABLE_BASE_ID"] = "appREALbase000001"
+    with pytest.raises(SettingsError, match=r"^NCA_API_URL: .*placeholder"):
+        Settings.from_env({**env, **secrets, "POD_NAME": "p", "LEASE_NAMESPACE": "ns"})
+    env["NCA_API_URL"] = "http://nca.media.svc:8080"
+    assert Settings.from_env({**env, **secrets, "POD_NAME": "p", "LEASE_NAMESPACE": "ns"})
