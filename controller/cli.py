@@ -3,6 +3,7 @@
     kubectl mediajob stuck [--older-than MINUTES]      processing jobs older than N minutes
     kubectl mediajob recheck NAME... | --all-stuck     ask for a check now and wait until it ran
     kubectl mediajob stats                             completions by source, webhook misses, latency
+    kubectl mediajob wait NAME... [--timeout SECONDS]  until Ready (exit 0), Stalled (1) or timeout (2)
 
 kubectl finds this as the `kubectl-mediajob` console script on PATH. It follows kubectl's
 conventions: `--kubeconfig`, `--context`, `-n/--namespace` (default: the context's namespace),
@@ -26,7 +27,7 @@ from typing import Any, TextIO
 import kopf
 import yaml
 
-from controller.clients.kube import KubeClient, KubeError
+from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.clients.login import KubeLogin
 from controller.model import parse_time, utcnow
 from controller.naming import ANNOTATION_RECHECK
@@ -290,7 +291,76 @@ async def cmd_stats(ctx: Context) -> int:
     return 0
 
 
-COMMANDS = {"stuck": cmd_stuck, "recheck": cmd_recheck, "stats": cmd_stats}
+def verdict(obj: dict[str, Any]) -> str | None:
+    """kstatus's reading of one MediaJob: "ready", "stalled", or None while in progress. Pure.
+
+    A condition counts only for the generation it was written for, so a spec changed since (a
+    re-submission) is in progress until the controller has looked at it.
+    """
+    generation = (obj.get("metadata") or {}).get("generation")
+    conds = {
+        c.get("type"): c
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict) and c.get("observedGeneration", generation) == generation
+    }
+    if (conds.get("Stalled") or {}).get("status") == "True":
+        return "stalled"
+    ready = (conds.get("Ready") or {}).get("status") == "True"
+    synced = (conds.get("Synced") or {}).get("status") == "True"
+    return "ready" if ready and synced else None
+
+
+async def cmd_wait(ctx: Context) -> int:
+    """Like `kubectl wait`, for both ends: 0 when every job is Completed and Synced, 1 when any
+    stalled (Failed, TimedOut, TargetRejected) or is missing, 2 when the timeout came first."""
+    args = ctx.args
+    if not args.names:
+        ctx.err.write("error: give MediaJob names\n")
+        return 2
+    if ctx.namespace is None:
+        ctx.err.write("error: a MediaJob NAME needs one namespace: use -n, not -A\n")
+        return 2
+    progress = ctx.progress
+    latest: dict[str, dict[str, Any]] = {}
+    outcome: dict[str, str] = {}
+    deadline = time.monotonic() + args.timeout
+    while True:
+        for name in args.names:
+            if name in outcome:
+                continue
+            try:
+                obj = latest[name] = await ctx.kube.get_mediajob(ctx.namespace, name)
+            except NotFound:
+                outcome[name] = "missing"
+                ctx.err.write(f'error: mediajobs.media.phi.dev "{name}" not found\n')
+                continue
+            result = verdict(obj)
+            if result is not None:
+                outcome[name] = result
+                reason = _stalled_reason(obj) if result == "stalled" else "Completed and Synced"
+                mark = "✔" if result == "ready" else "✗"
+                progress.write(f"{mark} {ctx.namespace}/{name}: {result} ({reason})\n")
+        if len(outcome) == len(args.names) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(args.interval, max(deadline - time.monotonic(), 0.0)))
+    timed_out = [n for n in args.names if n not in outcome]
+    for name in timed_out:
+        progress.write(f"✗ {ctx.namespace}/{name}: still in progress after {args.timeout:g} s\n")
+    if ctx.output in STRUCTURED:
+        emit(as_list(latest[n] for n in args.names if n in latest), ctx.output or "json", ctx.out)
+    if any(v != "ready" for v in outcome.values()):
+        return 1
+    return 2 if timed_out else 0
+
+
+def _stalled_reason(obj: dict[str, Any]) -> str:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == "Stalled":
+            return f"{c.get('reason')}: {str(c.get('message'))[:80]}"
+    return "Stalled"
+
+
+COMMANDS = {"stuck": cmd_stuck, "recheck": cmd_recheck, "stats": cmd_stats, "wait": cmd_wait}
 
 
 def _kubectl_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -329,6 +399,12 @@ def parser() -> argparse.ArgumentParser:
     p_recheck.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     p_recheck.add_argument("--no-wait", action="store_true")
     subs.add_parser("stats", parents=[common], help="completions by source, webhook misses, latency")
+    p_wait = subs.add_parser(
+        "wait", parents=[common], help="until Completed and Synced (0), Stalled (1) or the timeout (2)"
+    )
+    p_wait.add_argument("names", nargs="*", metavar="NAME")
+    p_wait.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
+    p_wait.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
     return root
 
 

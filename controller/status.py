@@ -2,7 +2,12 @@
 
 Conditions follow Flux: `Ready` is True only once the output is in Airtable, so
 `kubectl wait --for=condition=Ready` waits for success; `Synced` says whether Airtable holds the
-final result. A condition keeps its `lastTransitionTime` while its status does not change.
+final result. Beside them, kstatus's abnormal-true pair (kubernetes-sigs/cli-utils `pkg/kstatus`),
+so that Flux's health checks, `kubectl wait` and cli-utils tell "still working" from "will not
+get there on its own": `Reconciling=True` while there is work in flight (the job is processing, or
+its result is on its way to Airtable) and `Stalled=True` when it ended without an output (Failed,
+TimedOut) or Airtable refused its target row (TargetRejected). Each condition carries the
+generation it describes; one keeps its `lastTransitionTime` while its status does not change.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from controller.decide import Complete, EndedInAirtable, Fail, Transition
 from controller.model import MediaJob, fmt_time
 
 
-def _condition(
+def _make(
     kind: str,
     status: bool,
     reason: str,
     message: str,
     now: datetime,
     previous: tuple[Mapping[str, Any], ...],
+    generation: int,
 ) -> dict[str, Any]:
     value = "True" if status else "False"
     since = fmt_time(now)
@@ -34,31 +40,45 @@ def _condition(
         "reason": reason,
         "message": message,
         "lastTransitionTime": since,
+        "observedGeneration": generation,
     }
+
+
+STALLED_REASONS = ("Failed", "TimedOut", "TargetRejected")
 
 
 def conditions(
     job: MediaJob, *, phase: str, synced: bool, message: str, now: datetime, sync_reason: str | None = None
 ) -> list[dict[str, Any]]:
+    """Ready and Synced always; Reconciling or Stalled only while True (kstatus reads absent as
+    False, and a False one would only be noise)."""
     prev = job.status.conditions
+    generation = job.generation
+
+    def _condition(kind: str, status: bool, reason: str, text: str) -> dict[str, Any]:
+        return _make(kind, status, reason, text, now, prev, generation)
+
     if phase == "Completed" and synced:
-        ready = _condition("Ready", True, "Completed", message, now, prev)
+        ready = _condition("Ready", True, "Completed", message)
     elif phase == "Completed" and sync_reason == "TargetRejected":
-        ready = _condition("Ready", False, "TargetRejected", message, now, prev)
+        ready = _condition("Ready", False, "TargetRejected", message)
     elif phase in ("Failed", "TimedOut"):
-        ready = _condition("Ready", False, phase, message, now, prev)
+        ready = _condition("Ready", False, phase, message)
     else:
-        ready = _condition("Ready", False, "Processing", message, now, prev)
+        ready = _condition("Ready", False, "Processing", message)
     if synced:
-        sync = _condition(
-            "Synced", True, sync_reason or "AirtableUpdated", "Airtable holds the final result", now, prev
-        )
+        sync = _condition("Synced", True, sync_reason or "AirtableUpdated", "Airtable holds the final result")
     elif phase == "Processing":
-        sync = _condition("Synced", False, "Processing", "nothing to write to Airtable yet", now, prev)
+        sync = _condition("Synced", False, "Processing", "nothing to write to Airtable yet")
     else:
-        sync = _condition(
-            "Synced", False, sync_reason or "Pending", "waiting for the Airtable write-back", now, prev
-        )
+        sync = _condition("Synced", False, sync_reason or "Pending", "waiting for the Airtable write-back")
+    stalled_reason = "TargetRejected" if sync_reason == "TargetRejected" else phase
+    if stalled_reason in STALLED_REASONS:
+        return [ready, sync, _condition("Stalled", True, stalled_reason, message)]
+    if phase == "Processing":
+        return [ready, sync, _condition("Reconciling", True, "Processing", message)]
+    if not synced:  # Completed, its result on the way to Airtable (or retried after an error)
+        return [ready, sync, _condition("Reconciling", True, sync_reason or "Pending", sync["message"])]
     return [ready, sync]
 
 

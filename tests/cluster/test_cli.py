@@ -277,3 +277,100 @@ async def test_kubeconfig_from_the_environment_and_a_missing_one(
     )
     assert missing.returncode == 1
     assert "nope" in missing.stderr
+
+
+def kubectl(controlplane: ControlPlane, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(controlplane.kubeconfig)}
+    return subprocess.run(
+        [str(controlplane.kubectl_path), *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+async def test_wait_reads_success_failure_and_timeout_like_kstatus(
+    world: World, namespace: str, kube: KubeClient, controlplane: ControlPlane
+) -> None:
+    """`kubectl mediajob wait` exits 0, 1 or 2; plain `kubectl wait` reads Ready and Stalled."""
+    done = world.add_job("concatenate", drop_webhook=True)
+    failing = world.add_job("combine", drop_webhook=True, fail_message="ffmpeg exited with code 1")
+    waiting = world.add_job("add_music", drop_webhook=True)
+    world.nca_sim.set_status(waiting.job_id, "running")
+    names = {job: resource_name(job.record_id) for job in (done, failing, waiting)}
+    async with running(settings_for(world, namespace, POLLING_INTERVAL_MINUTES="0.05")):
+        for job in (done, failing, waiting):
+            await until(lambda job=job: kube_has(kube, namespace, names[job]), timeout=20)  # type: ignore[misc]
+        ok = await asyncio.to_thread(
+            plugin, controlplane, "wait", "-n", namespace, names[done], "--timeout", "60", "-o", "json"
+        )
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        [obj] = json.loads(ok.stdout)["items"]
+        assert obj["status"]["phase"] == "Completed"
+        assert f"✔ {namespace}/{names[done]}: ready" in ok.stderr  # progress on stderr beside JSON
+        failed = await asyncio.to_thread(
+            plugin, controlplane, "wait", "-n", namespace, names[failing], "--timeout", "60"
+        )
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert f"✗ {namespace}/{names[failing]}: stalled (Failed: NCA reported" in failed.stdout
+        slow = await asyncio.to_thread(
+            plugin, controlplane, "wait", "-n", namespace, names[waiting], names[done], "--timeout", "2"
+        )
+        assert slow.returncode == 2, slow.stdout + slow.stderr
+        assert "still in progress after 2 s" in slow.stdout
+        missing = await asyncio.to_thread(
+            plugin, controlplane, "wait", "-n", namespace, "nope", "--timeout", "5"
+        )
+        assert missing.returncode == 1
+        assert "not found" in missing.stderr
+
+        # plain kubectl: Ready for success, Stalled for an end without output, and both are
+        # written for the job's current generation
+        ready = await asyncio.to_thread(
+            kubectl,
+            controlplane,
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Ready",
+            f"mj/{names[done]}",
+            "--timeout=30s",
+        )
+        assert ready.returncode == 0, ready.stderr
+        stalled = await asyncio.to_thread(
+            kubectl,
+            controlplane,
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Stalled",
+            f"mj/{names[failing]}",
+            "--timeout=30s",
+        )
+        assert stalled.returncode == 0, stalled.stderr
+        reconciling = await asyncio.to_thread(
+            kubectl,
+            controlplane,
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Reconciling",
+            f"mj/{names[waiting]}",
+            "--timeout=30s",
+        )
+        assert reconciling.returncode == 0, reconciling.stderr
+        obj = await kube.get_mediajob(namespace, names[failing])
+        assert {c["type"]: c["observedGeneration"] for c in obj["status"]["conditions"]} == {
+            "Ready": obj["metadata"]["generation"],
+            "Synced": obj["metadata"]["generation"],
+            "Stalled": obj["metadata"]["generation"],
+        }
+        wide = await asyncio.to_thread(kubectl, controlplane, "get", "mj", "-n", namespace, "-o", "wide")
+        head, *rows = wide.stdout.splitlines()
+        assert head.split()[7:10] == ["READY", "REASON", "MESSAGE"]
+        assert {r.split()[0]: r.split()[7:9] for r in rows}[names[failing]] == ["False", "Failed"]
+
+
+async def kube_has(kube: KubeClient, namespace: str, name: str) -> bool:
+    try:
+        await kube.get_mediajob(namespace, name)
+    except Exception:
+        return False
+    return True

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.cli import Row, as_list, emit, human, parser, stats, stats_document, stuck
+from controller.cli import Row, as_list, emit, human, parser, stats, stats_document, stuck, verdict
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -119,3 +119,45 @@ def test_stats_document_is_plain_data() -> None:
         "detectionLatencySeconds": {},
     }
     assert json.loads(json.dumps(doc)) == doc
+
+
+def _obj(generation: int, *conds: tuple[str, str, int]) -> dict[str, object]:
+    return {
+        "metadata": {"generation": generation},
+        "status": {"conditions": [{"type": t, "status": s, "observedGeneration": g} for t, s, g in conds]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (_obj(1, ("Ready", "True", 1), ("Synced", "True", 1)), "ready"),
+        (_obj(1, ("Ready", "False", 1), ("Synced", "False", 1), ("Reconciling", "True", 1)), None),
+        (_obj(1, ("Ready", "True", 1), ("Synced", "False", 1)), None),  # Completed, Airtable not yet
+        (_obj(1, ("Ready", "False", 1), ("Synced", "True", 1), ("Stalled", "True", 1)), "stalled"),
+        (_obj(1, ("Ready", "False", 1), ("Synced", "False", 1), ("Stalled", "True", 1)), "stalled"),
+        # written for an older generation (a re-submission the controller has not seen): in progress
+        (_obj(2, ("Ready", "True", 1), ("Synced", "True", 1)), None),
+        (_obj(2, ("Ready", "False", 1), ("Synced", "True", 1), ("Stalled", "True", 1)), None),
+        ({"metadata": {"generation": 1}}, None),  # no status yet
+        (
+            {
+                "metadata": {"generation": 1},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}, 7]},
+            },
+            None,
+        ),
+        # conditions written before observedGeneration existed count for the current generation
+        (
+            {
+                "metadata": {"generation": 3},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}]
+                },
+            },
+            "ready",
+        ),
+    ],
+)
+def test_wait_verdict_is_kstatus(obj: dict[str, object], expected: str | None) -> None:
+    assert verdict(obj) == expected

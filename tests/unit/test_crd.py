@@ -34,8 +34,10 @@ def test_names_and_subresources_follow_the_contract() -> None:
     )
     assert CRD["spec"]["scope"] == "Namespaced"
     assert VERSION["subresources"] == {"status": {}}
-    columns = [c["name"] for c in VERSION["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Operation", "External-ID", "Via", "Synced", "Age"]
+    columns = [c["name"] for c in VERSION["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["Phase", "Operation", "External-ID", "Via", "Synced", "Age"]  # the contract's
+    wide = [c["name"] for c in VERSION["additionalPrinterColumns"] if c.get("priority") == 1]
+    assert wide == ["Ready", "Reason", "Message"]  # kubectl get -o wide
 
 
 def walk(schema: dict[str, Any], path: str = "") -> list[str]:

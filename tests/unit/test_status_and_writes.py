@@ -5,7 +5,12 @@ from typing import Any
 import pytest
 
 from controller.decide import Complete, EndedInAirtable, Fail, TimeOut
-from controller.status import initial_status, synced_status, transition_status
+from controller.status import (
+    initial_status,
+    synced_status,
+    target_rejected_status,
+    transition_status,
+)
 from controller.writeback import RowWrite, already_written, planned_writes
 from tests.unit.helpers import NOW, RECORD, SEGMENT, VIDEO, job
 
@@ -64,6 +69,7 @@ def test_synced_makes_a_completed_job_ready_and_keeps_transition_times() -> None
         "reason": "Completed",
         "message": f"output found via webhook: {URL}",
         "lastTransitionTime": None,
+        "observedGeneration": 1,
     }
     assert cond(status, "Ready")["lastTransitionTime"] == "2026-11-29T12:00:00Z"
     assert cond(status, "Synced")["status"] == "True"
@@ -170,3 +176,64 @@ W_JOB = RowWrite("Jobs", RECORD, {"Status": "completed", "Response Payload": "{}
 )
 def test_already_written(write: RowWrite, current: dict[str, Any] | None, done: bool) -> None:
     assert already_written(write, current) is done
+
+
+def kstatus(status: dict[str, Any]) -> str:
+    """cli-utils' kstatus reading of a resource's conditions (pkg/kstatus/status, the generic
+    rules): Stalled=True is Failed, Reconciling=True is InProgress, Ready=True is Current."""
+    conds = {c["type"]: c["status"] for c in status["conditions"]}
+    if conds.get("Stalled") == "True":
+        return "Failed"
+    if conds.get("Reconciling") == "True":
+        return "InProgress"
+    return "Current" if conds.get("Ready") == "True" else "InProgress"
+
+
+def _processing() -> dict[str, Any]:
+    return initial_status(job(generation=2), now=NOW, checks=0, message="waiting")
+
+
+def _completed() -> dict[str, Any]:
+    return transition_status(job(generation=2), Complete(URL, "spaces"), now=NOW, checks=1)
+
+
+def _failed() -> dict[str, Any]:
+    return transition_status(job(generation=2), Fail("NCA said no"), now=NOW, checks=1)
+
+
+def _timed_out() -> dict[str, Any]:
+    return transition_status(job(generation=2), TimeOut("no output"), now=NOW, checks=1)
+
+
+def _synced(status: dict[str, Any]) -> dict[str, Any]:
+    return {**status, **synced_status(job(generation=2, status=status), now=NOW)}
+
+
+def _rejected() -> dict[str, Any]:
+    done = _completed()
+    return {**done, **target_rejected_status(job(generation=2, status=done), now=NOW, error="422 bad")}
+
+
+@pytest.mark.parametrize(
+    ("build", "types", "reading", "extra_reason"),
+    [
+        (_processing, {"Ready", "Synced", "Reconciling"}, "InProgress", "Processing"),
+        (_completed, {"Ready", "Synced", "Reconciling"}, "InProgress", "Pending"),  # Airtable next
+        (lambda: _synced(_completed()), {"Ready", "Synced"}, "Current", None),
+        (_failed, {"Ready", "Synced", "Stalled"}, "Failed", "Failed"),
+        (lambda: _synced(_failed()), {"Ready", "Synced", "Stalled"}, "Failed", "Failed"),
+        (_timed_out, {"Ready", "Synced", "Stalled"}, "Failed", "TimedOut"),
+        (_rejected, {"Ready", "Synced", "Stalled"}, "Failed", "TargetRejected"),
+    ],
+)
+def test_kstatus_reads_every_phase_right(
+    build: Any, types: set[str], reading: str, extra_reason: str | None
+) -> None:
+    status = build()
+    assert {c["type"] for c in status["conditions"]} == types
+    assert kstatus(status) == reading
+    for c in status["conditions"]:
+        assert c["observedGeneration"] == 2
+    extra = [c for c in status["conditions"] if c["type"] in ("Reconciling", "Stalled")]
+    assert [c["reason"] for c in extra] == ([extra_reason] if extra_reason else [])
+    assert all(c["status"] == "True" for c in extra)  # abnormal-true: present only while True
