@@ -27,11 +27,14 @@ lint: install ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install controlplane node lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
+promtool: ## Install promtool (Debian's prometheus package) where it is missing: the alert rules' unit tests need it
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: install controlplane node promtool lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 	bash hack/e2e.sh
 
-test-unit: install ## Only the tests that need no control plane and no Docker
+test-unit: install promtool ## Only the tests that need no control plane and no Docker
 	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
 test-image: install controlplane ## Only the image tier: build the image, run it as a pod would
@@ -73,5 +76,5 @@ e2e: install controlplane node ## Only the real single-node cluster (root + Dock
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 
-PHONY_EXTRA := test-image image image-sandbox lock node
+PHONY_EXTRA := test-image image image-sandbox lock node promtool
 .PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean $(PHONY_EXTRA)

@@ -1,7 +1,10 @@
-"""The dashboard and the alert rules only use metrics the controller exports."""
+"""The dashboard and the alert rules use only metrics the controller exports, and every alert
+fires (and stays silent) as its promtool unit tests say."""
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,37 @@ def test_quota_alert_uses_the_projection_and_has_a_runbook() -> None:
     }
     assert used(quota["expr"]) <= exported()
     assert quota["annotations"]["runbook_url"] == RUNBOOKS + "airtable-quota"
+
+
+TESTS = Path(__file__).parents[1] / "monitoring" / "alerts.test.yaml"
+
+
+def alert_names() -> set[str]:
+    rules = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    return {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_every_alert_has_a_promtool_test_that_fires_it_and_one_that_does_not() -> None:
+    cases = [c for t in yaml.safe_load(TESTS.read_text())["tests"] for c in t["alert_rule_test"]]
+    fired = {c["alertname"] for c in cases if c["exp_alerts"]}
+    silent = {c["alertname"] for c in cases if not c["exp_alerts"]}
+    assert alert_names() <= fired
+    assert alert_names() <= silent
+
+
+def test_promtool_checks_and_unit_tests_the_rules(tmp_path: Path) -> None:
+    """Debian's `prometheus` package ships promtool (`make promtool`, and .ci/run, install it)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run `make promtool` (Debian's prometheus package)"
+    rules = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules["spec"]))
+    shutil.copy(TESTS, tmp_path / "alerts.test.yaml")
+    check = subprocess.run(
+        [promtool, "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"SUCCESS: {len(alert_names())} rules found" in check.stdout
+    test = subprocess.run(
+        [promtool, "test", "rules", "alerts.test.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert test.returncode == 0, test.stdout + test.stderr
