@@ -198,3 +198,22 @@ def test_quota_linger_refills_at_the_months_pace() -> None:
     assert q.linger() == pytest.approx(0.0, abs=1)
     clock.t += 10 * DAY_S
     assert q.left() == 1.0  # never more than a day ahead
+
+
+def test_listed_states_stand_for_their_validity_and_newer_listings_win() -> None:
+    from controller.clients.nca import NcaListing
+    from controller.reconcile import Listed
+
+    valid = timedelta(minutes=2)
+    listed = Listed()
+    listed.merge(NcaListing({"a": "queued", "b": "running"}), NOW, valid)
+    assert listed.state("a", NOW, valid) == "queued"
+    later = NOW + timedelta(seconds=30)
+    listed.merge(NcaListing({"a": "done"}), later, valid)  # b is absent: its state stands
+    assert (listed.state("a", later, valid), listed.state("b", later, valid)) == ("done", "running")
+    lapsed = NOW + timedelta(minutes=2, seconds=1)
+    assert listed.state("b", lapsed, valid) is None  # not heard of for `valid`: forgotten
+    assert listed.state("a", lapsed, valid) == "done"
+    listed.merge(NcaListing({}), NOW + timedelta(minutes=5), valid)
+    assert listed.states == {}  # memory is pruned with each listing
+    assert listed.state("never", NOW, valid) is None
