@@ -37,6 +37,7 @@ from controller.clients.spaces import (
     ObjectMissing,
     SpacesClient,
     SpacesResult,
+    SpacesUnknown,
     UnsafeUrlError,
 )
 from controller.decide import Complete, Fail, Observation, TimeOut, Wait, decide, should_ask_nca
@@ -364,6 +365,8 @@ class Reconciler:
                 jlog.warning("not checking Spaces: %s", exc)
         listed = self._listed.state(job.spec.external_job_id, now, self._listing_valid())
         nca_due = recheck or rt.nca_hinted or rt.nca_next_at is None or now >= rt.nca_next_at
+        if isinstance(spaces_result, SpacesUnknown) and not rt.nca_pending:
+            nca_due = True  # Spaces cannot answer: NCA is the only other witness (then its backoff)
         if listed in ("queued", "running") and not recheck:
             nca_due = False  # the listing already answered for it, at no call per job
         hinted, rt.nca_hinted = rt.nca_hinted, False
