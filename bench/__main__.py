@@ -214,6 +214,7 @@ def contender_env(
         "WATCH_NAMESPACE": namespace,
         "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "HTTP_PORT": str(port),
+        "METRICS_PORT": str(free_port()),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
         "POLLING_INTERVAL_MINUTES": f"{2 / sc.scale:.6f}",
@@ -289,7 +290,7 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
             sampler.sample()
             result.cpu_cores = sampler.cores()
             if ours:
-                text = await asyncio.to_thread(scrape, port)
+                text = await asyncio.to_thread(scrape, int(env["METRICS_PORT"]))
                 result.calls_by_purpose = counter_by_label(text, CALLS_METRIC, "purpose")
                 result.pings_by_result = counter_by_label(text, PINGS_METRIC, "result")
         finally:

@@ -181,7 +181,7 @@ async def run(
                 await asyncio.sleep(0.5)
             sampler.sample()
             if ours:
-                text = await asyncio.to_thread(scrape, port)
+                text = await asyncio.to_thread(scrape, int(env["METRICS_PORT"]))
                 result.calls_by_purpose = counter_by_label(text, "mediajob_airtable_calls_total", "purpose")
         finally:
             await stop_process(proc, grace=30)

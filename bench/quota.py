@@ -255,6 +255,7 @@ async def arrivals(sim: AirtableSimulator, world: World, per_day: float, rng: ra
 async def ping_server(receiver: PingReceiver, port: int) -> AsyncIterator[None]:
     http = HttpServer(
         port=port,
+        metrics_port=0,
         token="bench-token-0123456789",
         metrics=Metrics(),
         receiver=lambda: None,

@@ -220,6 +220,7 @@ class HttpServer:
         self,
         *,
         port: int,
+        metrics_port: int,
         token: str,
         metrics: Metrics,
         receiver: Callable[[], WebhookReceiver | None],
@@ -235,13 +236,20 @@ class HttpServer:
         self._receiver = receiver
         self._ready = ready
         self._background: set[asyncio.Task[Any]] = set()
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self.port = port
+        self.metrics_port = metrics_port
 
     def app(self) -> web.Application:
+        """The webhooks: what NCA and Airtable call, and what an Ingress may expose."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/webhooks/nca", self._webhook)
         app.router.add_post("/webhooks/airtable", self._airtable_webhook)
+        return app
+
+    def ops_app(self) -> web.Application:
+        """Metrics and probes, on a port of their own: never behind the webhooks' Ingress."""
+        app = web.Application()
         # prometheus_client's own handler: OpenMetrics when the scraper asks for it, gzip, ?name[]=
         app.router.add_get("/metrics", make_aiohttp_handler(self._metrics.registry))
         app.router.add_get("/healthz", self._healthz)
@@ -249,19 +257,23 @@ class HttpServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        if self._runner.addresses:
-            self.port = int(self._runner.addresses[0][1])
-        log.info("serving the webhook, metrics and probes on port %d", self.port)
+        self.port = await self._serve(self.app(), self._port)
+        self.metrics_port = await self._serve(self.ops_app(), self.metrics_port)
+        log.info("webhooks on port %d; metrics and probes on port %d", self.port, self.metrics_port)
+
+    async def _serve(self, app: web.Application, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self._host, port).start()
+        return int(runner.addresses[0][1]) if runner.addresses else port
 
     async def stop(self) -> None:
         if self._background:
             await asyncio.wait(self._background, timeout=5)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
 
     def _authorized(self, request: web.Request) -> bool:
         given = request.headers.get("X-Webhook-Token") or request.query.get("token") or ""

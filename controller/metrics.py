@@ -14,6 +14,7 @@ so they sum right as they are.
 from __future__ import annotations
 
 import calendar
+import importlib.metadata
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -39,6 +40,7 @@ AGE_BUCKETS: tuple[tuple[str, float], ...] = (
     ("gt_24h", float("inf")),
 )
 LAG_BUCKETS = (0.05, 0.25, 1, 5, 15, 30, 60, 120, 300, 600)
+CHECK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -67,6 +69,26 @@ class _ProcessingByAge(Collector):
                 counts[age_bucket((now - job.spec.submitted_at).total_seconds())] += 1
         for name, value in counts.items():
             family.add_metric([name], value)
+        yield family
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mediajob-controller")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
+class _Computed(Collector):
+    """A gauge whose one value is computed at scrape time."""
+
+    def __init__(self, family: GaugeMetricFamily, value: Callable[[], float]) -> None:
+        self._family = family
+        self._value = value
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self._family.name, self._family.documentation)
+        family.add_metric([], self._value())
         yield family
 
 
@@ -235,6 +257,17 @@ class Metrics:
             "Jobs NCA's listing showed done that were checked at once",
             registry=r,
         )
+        self.build_info = Gauge(
+            "mediajob_build_info", "The controller's version (always 1)", ["version"], registry=r
+        )
+        self.build_info.labels(version=_version()).set(1)
+        self.check_duration = Histogram(
+            "mediajob_check_duration_seconds",
+            "How long one check takes, Spaces and NCA calls and status writes included"
+            " (as controller-runtime's reconcile_time_seconds)",
+            buckets=CHECK_BUCKETS,
+            registry=r,
+        )
         self.writeback_linger = Gauge(
             "mediajob_writeback_linger_seconds",
             "How long the write-back lets a result wait for others to share Airtable requests with",
@@ -252,6 +285,13 @@ class Metrics:
 
     def track_jobs(self, jobs: Callable[[], Iterable[MediaJob]], now: Callable[[], datetime]) -> None:
         self.registry.register(_LeaderOnly(_ProcessingByAge(jobs, now), self._leading))
+
+    def track_queue(self, depth: Callable[[], int]) -> None:
+        """Checks due and not started (as controller-runtime's workqueue_depth); the leader's."""
+        gauge = GaugeMetricFamily(
+            "mediajob_queue_depth", "Checks that are due and have not started yet (the leader's)"
+        )
+        self.registry.register(_LeaderOnly(_Computed(gauge, depth), self._leading))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

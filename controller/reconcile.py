@@ -338,6 +338,10 @@ class Reconciler:
     # One check ----------------------------------------------------------------------------------
 
     async def check(self, key: Key) -> float | None:
+        with self._metrics.check_duration.time():
+            return await self._check(key)
+
+    async def _check(self, key: Key) -> float | None:
         job = self._store.get(key)
         if job is None:
             return None

@@ -116,6 +116,7 @@ class Runtime:
         self.metrics.airtable_call_listeners.append(self.quota_linger.spend)
         self.store = JobStore()
         self.metrics.track_jobs(lambda: iter(self.store), utcnow)
+        self.metrics.track_queue(lambda: self.reconciler.scheduler.due_now() if self.reconciler else 0)
         self.clients = Clients.from_settings(settings, self.metrics, login)
         kube = self.clients.kube
         self.namespace = home_namespace(settings, kube)
@@ -145,6 +146,7 @@ class Runtime:
             self.pings = PingReceiver(self.webhook_store, leader_source=lambda: self.push)
         self.http = HttpServer(
             port=settings.http_port,
+            metrics_port=settings.metrics_port,
             token=settings.webhook_token.reveal(),
             metrics=self.metrics,
             receiver=lambda: self.receiver if self._started else None,

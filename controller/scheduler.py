@@ -47,9 +47,15 @@ class Scheduler(Generic[K]):
         self._rerun: dict[K, float] = {}
         self._seq = itertools.count()
         self._wake = asyncio.Event()
+        self._holding = False
 
     def __len__(self) -> int:
         return len(self._due)
+
+    def due_now(self) -> int:
+        """Keys whose time has come and whose check has not started: the queue's depth."""
+        now = self._clock()
+        return sum(1 for at, _ in self._due.values() if at <= now) + self._holding
 
     def is_scheduled(self, key: K) -> bool:
         return key in self._due or key in self._running
@@ -84,7 +90,11 @@ class Scheduler(Generic[K]):
         try:
             while True:
                 key, at = await self._next_due()
-                await slots.acquire()
+                self._holding = True  # (taken off the heap, waiting for a worker: still queued)
+                try:
+                    await slots.acquire()
+                finally:
+                    self._holding = False
                 if self._due.get(key) is not None:  # re-scheduled while waiting for a slot
                     slots.release()
                     continue

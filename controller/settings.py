@@ -94,6 +94,7 @@ class Settings:
     lease_renew_deadline: timedelta = timedelta(seconds=10)
     lease_retry_period: timedelta = timedelta(seconds=2)
     http_port: int = 8080
+    metrics_port: int = 8081
     airtable_webhook_url: str | None = None
     airtable_webhook_secret: str = "mediajob-controller-airtable-webhook"  # noqa: S105 - a name
     airtable_webhook_check: timedelta = timedelta(minutes=60)
@@ -179,6 +180,7 @@ class Settings:
             lease_retry_period=r.get("LEASE_RETRY_PERIOD_SECONDS", _seconds, cls.lease_retry_period),
             webhook_token=r.secret("WEBHOOK_TOKEN"),
             http_port=r.get("HTTP_PORT", _port, cls.http_port),
+            metrics_port=r.get("METRICS_PORT", _port, cls.metrics_port),
             airtable_webhook_url=r.optional("AIRTABLE_WEBHOOK_URL", _http_url),
             airtable_webhook_secret=r.get(
                 "AIRTABLE_WEBHOOK_SECRET", _dns_subdomain, cls.airtable_webhook_secret
@@ -195,6 +197,8 @@ class Settings:
             log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
             log_level=r.get("LOG_LEVEL", _log_level, cls.log_level),
         )
+        if settings.metrics_port and settings.metrics_port == settings.http_port:
+            raise SettingsError("METRICS_PORT", "must differ from HTTP_PORT (metrics stay off the webhooks)")
         if not settings.lease_retry_period < settings.lease_renew_deadline < settings.lease_duration:
             raise SettingsError(
                 "LEASE_RENEW_DEADLINE_SECONDS",

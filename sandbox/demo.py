@@ -59,6 +59,7 @@ async def main() -> int:
                 "WATCH_NAMESPACE": NAMESPACE,
                 "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
                 "HTTP_PORT": str(port),
+                "METRICS_PORT": str(free_port()),
                 "POLLING_INTERVAL_MINUTES": "0.1",
                 "LEADER_ELECTION_ENABLED": "true",
                 "POD_NAME": "demo-controller-0",

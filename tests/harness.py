@@ -25,6 +25,7 @@ FAST = {
     "POLLING_SLOW_INTERVAL_MINUTES": "0.05",
     "AIRTABLE_PENALTY_SECONDS": "1",
     "HTTP_PORT": "0",
+    "METRICS_PORT": "0",
     "LOG_FORMAT": "text",
 }
 

@@ -20,12 +20,14 @@ class ControllerProcess:
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, argv: list[str] | None = None) -> None:
         self.name = name
         self.argv = argv or [sys.executable, "-m", "controller"]
-        self.port = free_port()
+        self.port = free_port()  # the webhooks
+        self.metrics_port = free_port()  # metrics and probes
         self.env = {
             **os.environ,
             **env,
             "POD_NAME": name,
             "HTTP_PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
             "PYTHONUNBUFFERED": "1",
         }
         self.log_path = log_dir / f"{name}.log"
@@ -63,9 +65,10 @@ class ControllerProcess:
                 self.proc.wait()
 
     async def get(self, path: str, timeout: float = 2.0) -> httpx.Response | None:
+        """GET /metrics, /healthz or /readyz (on the metrics port)."""
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
-                return await client.get(f"http://127.0.0.1:{self.port}{path}")
+                return await client.get(f"http://127.0.0.1:{self.metrics_port}{path}")
         except httpx.HTTPError:
             return None
 

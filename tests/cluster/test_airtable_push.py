@@ -92,6 +92,7 @@ async def rig(namespace: str, kube: KubeClient) -> AsyncIterator[Rig]:
         pings = PingReceiver(store, leader_source=lambda: leader["source"])
         http = HttpServer(
             port=port,
+            metrics_port=0,
             token="nca-token-0123456789",
             metrics=metrics,
             receiver=lambda: None,

@@ -5,6 +5,7 @@ local processes with a token of the shipped ServiceAccount, bound by exactly the
 """
 
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,24 @@ SA = "mediajob-controller"
 
 def test_install_yaml_is_current(controlplane: ControlPlane) -> None:
     rendered = controlplane.kubectl("kustomize", str(REPO / "manifests" / "default")).stdout
+    namespace = (REPO / "manifests" / "default" / "namespace.yaml").read_text()
     shipped = (REPO / "manifests" / "install.yaml").read_text()
-    assert shipped.split("\n", 1)[1] == rendered, "run `make manifests`"
+    assert shipped.split("\n", 1)[1] == f"{namespace}---\n{rendered}", "run `make manifests`"
 
 
-def test_the_crd_in_the_manifests_is_the_one_in_crds(controlplane: ControlPlane) -> None:
+def test_the_crd_is_applied_on_its_own_and_kept(controlplane: ControlPlane) -> None:
+    """Deleting the controller's manifests never deletes the CRD (and with it every MediaJob)."""
     docs = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
-    crd = next(d for d in docs if d and d["kind"] == "CustomResourceDefinition")
+    assert not [d for d in docs if d and d["kind"] in ("CustomResourceDefinition", "MediaJob")]
+    crd = yaml.safe_load(controlplane.kubectl("kustomize", str(REPO / "manifests" / "crd")).stdout)
     source = yaml.safe_load((REPO / "crds" / "mediajobs.media.phi.dev.yaml").read_text())
     assert crd == source
+    assert source["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    default = controlplane.kubectl("kustomize", str(REPO / "manifests" / "default")).stdout
+    assert {d["kind"] for d in yaml.safe_load_all(default) if d} & {
+        "CustomResourceDefinition",
+        "Namespace",
+    } == set()
 
 
 @pytest.mark.parametrize(
@@ -211,6 +221,8 @@ async def test_the_entrypoint_starts_with_the_manifests_env(
     """The console script the image runs, with the ConfigMap, the example Secret and the downward API."""
     docs = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
     config = next(d for d in docs if d and d["kind"] == "ConfigMap")["data"]
+    # edited as the README asks: the shipped placeholders are refused (tests/unit/test_settings.py)
+    config = {**config, "AIRTABLE_BASE_ID": "appEDITEDbase0001", "NCA_API_URL": "http://127.0.0.1:9"}
     secret = yaml.safe_load((REPO / "manifests" / "manager" / "secret.example.yaml").read_text())[
         "stringData"
     ]
@@ -288,3 +300,57 @@ async def test_the_sandbox_service_for_kind_starts_and_stops(tmp_path: Path) -> 
     finally:
         proc.send_signal(signals.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_metrics_and_probes_are_off_the_webhook_service() -> None:
+    """An Ingress in front of the webhook Service exposes the webhooks, never /metrics."""
+    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()) if d]
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080, "metrics": 8081}
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    assert container["readinessProbe"]["httpGet"]["port"] == "metrics"
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert [p["name"] for p in services["mediajob-controller"]["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in services["mediajob-controller-metrics"]["spec"]["ports"]] == ["metrics"]
+    monitor = yaml.safe_load((REPO / "manifests" / "monitoring" / "servicemonitor.yaml").read_text())
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"]
+        == services["mediajob-controller-metrics"]["metadata"]["labels"]
+    )
+
+
+def test_the_network_policy_component_applies(controlplane: ControlPlane, tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(REPO / "manifests" / "default", overlay)],
+                "components": [
+                    os.path.relpath(REPO / "manifests" / "components" / "network-policy", overlay)
+                ],
+            }
+        )
+    )
+    rendered = controlplane.kubectl(
+        "kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["metadata"]["namespace"] == NS
+    ingress = policy["spec"]["ingress"]
+    assert ingress[0] == {"ports": [{"port": "http", "protocol": "TCP"}]}  # webhooks from anywhere
+    assert ingress[1]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]} == {53, 443, 6443}
+    controlplane.kubectl("apply", "-f", str(REPO / "manifests" / "default" / "namespace.yaml"))
+    (tmp_path / "all.yaml").write_text(rendered)
+    result = controlplane.kubectl("apply", "--dry-run=server", "-f", str(tmp_path / "all.yaml"))
+    assert "networkpolicy.networking.k8s.io/mediajob-controller created (server dry run)" in result.stdout

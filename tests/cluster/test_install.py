@@ -214,3 +214,41 @@ def test_the_monitoring_overlay_adds_the_release_label(controlplane: ControlPlan
         assert "release" not in doc["metadata"].get("labels", {})
     selected = {d["kind"]: d["metadata"]["labels"].get("release") for d in stack if d["kind"] != "ConfigMap"}
     assert selected == {"PrometheusRule": "kube-prometheus-stack", "ServiceMonitor": "kube-prometheus-stack"}
+
+
+def uninstall_block() -> str:
+    operations = (REPO / "docs" / "operations.md").read_text()
+    found = re.findall(r"<!-- uninstall:begin -->\n```sh\n(.*?)```\n<!-- uninstall:end -->", operations, re.S)
+    assert len(found) == 1, "exactly one ```sh block between the uninstall markers in docs/operations.md"
+    return str(found[0])
+
+
+def test_the_documented_uninstall_keeps_every_mediajob(controlplane: ControlPlane, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    for folder in ("manifests", "crds"):
+        shutil.copytree(REPO / folder, root / folder)
+    config = root / "manifests" / "default" / "config.env"
+    config.write_text(config.read_text().replace("appREPLACEMEbase1", "appINSTALLbase001"))
+    run_block(controlplane, root, SECRETS)
+    controlplane.kubectl("apply", "-n", NS, "-f", str(REPO / "manifests" / "samples" / "mediajob.yaml"))
+    sample = get(controlplane, "mediajob", "recabcdefghijklmn-1555")
+    env = {"PATH": f"{controlplane.bin_dir}:/usr/bin:/bin", "KUBECONFIG": str(controlplane.kubeconfig)}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", uninstall_block()],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deployment.apps/mediajob-controller scaled" in result.stdout
+    assert 'deployment.apps "mediajob-controller" deleted' in result.stdout
+    assert get(controlplane, "deployments")["items"] == []
+    # the CRD, the namespace and the MediaJob are all still there
+    kept = get(controlplane, "mediajob", "recabcdefghijklmn-1555")
+    assert kept["metadata"]["uid"] == sample["metadata"]["uid"]
+    controlplane.kubectl("get", "crd", "mediajobs.media.phi.dev")
+    controlplane.kubectl("get", "namespace", NS)
+    controlplane.kubectl("delete", "-n", NS, "-f", str(REPO / "manifests" / "samples" / "mediajob.yaml"))

@@ -158,7 +158,7 @@ async def test_metrics_negotiate_openmetrics(
     with controllers(proc):
         await until(lambda: proc.get("/readyz"), timeout=30)
         async with httpx.AsyncClient(timeout=5) as client:
-            url = f"http://127.0.0.1:{proc.port}/metrics"
+            url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
             om = await client.get(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
             plain = await client.get(url)
             zipped = await client.get(url, headers={"Accept-Encoding": "gzip"})

@@ -235,9 +235,11 @@ async def test_metrics_after_a_scripted_scenario(world: World, namespace: str, k
         for job in (by_spaces, by_nca, by_hook, failed):
             await wait_synced(kube, namespace, job)
         async with httpx.AsyncClient(timeout=5) as client:
-            text = (await client.get(f"http://127.0.0.1:{runtime.http.port}/metrics")).text
-            health = await client.get(f"http://127.0.0.1:{runtime.http.port}/healthz")
-            ready = await client.get(f"http://127.0.0.1:{runtime.http.port}/readyz")
+            text = (await client.get(f"http://127.0.0.1:{runtime.http.metrics_port}/metrics")).text
+            health = await client.get(f"http://127.0.0.1:{runtime.http.metrics_port}/healthz")
+            ready = await client.get(f"http://127.0.0.1:{runtime.http.metrics_port}/readyz")
+            # not on the webhooks' port, which an Ingress may expose
+            hidden = await client.get(f"http://127.0.0.1:{runtime.http.port}/metrics")
     samples = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -251,6 +253,7 @@ async def test_metrics_after_a_scripted_scenario(world: World, namespace: str, k
     assert samples['mediajob_webhooks_total{result="unknown_job"}'] == 1
     assert samples['mediajob_webhooks_total{result="recorded"}'] == 1
     assert samples["mediajob_leader"] == 1
+    assert hidden.status_code == 404
     assert samples["mediajob_writeback_backlog"] == 0
     assert samples['mediajob_processing_jobs{age="lt_1h"}'] == 1
     assert samples['mediajob_processing_jobs{age="gt_24h"}'] == 0

@@ -81,6 +81,7 @@ class ContainerProcess(ControllerProcess):
             **env,
             "POD_NAME": name,
             "HTTP_PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
             "KUBERNETES_SERVICE_HOST": host,
             "KUBERNETES_SERVICE_PORT": port,
         }

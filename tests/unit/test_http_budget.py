@@ -28,6 +28,7 @@ class Receiver:
 async def serve(receiver: Receiver) -> HttpServer:
     server = HttpServer(
         port=0,
+        metrics_port=0,
         token="t0ken-123",
         metrics=Metrics(),
         receiver=lambda: receiver,

@@ -19,6 +19,7 @@ MONITORING = Path(__file__).parents[2] / "manifests" / "monitoring"
 def exported() -> set[str]:
     metrics = Metrics()
     metrics.track_jobs(lambda: [], utcnow)
+    metrics.track_queue(lambda: 0)
     metrics.completions.labels(via="spaces")
     metrics.detection_latency.labels(via="spaces")
     text = metrics.render().decode()
@@ -105,6 +106,7 @@ def test_a_follower_exports_no_job_gauges_and_the_leader_does() -> None:
     leading = False
     metrics = Metrics(leading=lambda: leading)
     metrics.track_jobs(lambda: [], utcnow)
+    metrics.track_queue(lambda: 0)
     assert series_names(metrics) & JOB_GAUGES == set()
     assert "mediajob_leader" in series_names(metrics)
     leading = True
@@ -177,3 +179,15 @@ def test_promtool_checks_and_unit_tests_the_rules(tmp_path: Path) -> None:
         [promtool, "test", "rules", "alerts.test.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_build_info_and_queue_depth() -> None:
+    metrics = Metrics()
+    depth = [3]
+    metrics.track_queue(lambda: depth[0])
+    text = metrics.render().decode()
+    assert 'mediajob_build_info{version="0.1.0"} 1.0' in text
+    assert "mediajob_queue_depth 3.0" in text
+    depth[0] = 0
+    assert "mediajob_queue_depth 0.0" in metrics.render().decode()
+    assert "mediajob_check_duration_seconds_bucket" in text

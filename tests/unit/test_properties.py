@@ -257,6 +257,7 @@ async def exchange(requests: list[tuple[bytes, bytes]]) -> list[int]:
     """Start the real server, send each (token header bytes, body) raw, return the status codes."""
     server = HttpServer(
         port=0,
+        metrics_port=0,
         token=TOKEN,
         metrics=Metrics(),
         receiver=lambda: Receiver(),  # type: ignore[arg-type,return-value]

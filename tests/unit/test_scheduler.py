@@ -178,3 +178,20 @@ async def test_lag_shows_how_late_checks_start_for_want_of_workers(workers: int,
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [round(lag) for lag in seen] == lags
+
+
+async def test_due_now_counts_what_waits_for_a_worker() -> None:
+    async def check(key: int) -> float | None:
+        await asyncio.sleep(10)
+        return None
+
+    scheduler: Scheduler[int] = Scheduler(check, workers=1, clock=loop_clock)
+    now = loop_clock()
+    for key in range(5):
+        scheduler.schedule(key, now + key)
+    assert scheduler.due_now() == 1  # key 0: due at once
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(4.5)
+    assert scheduler.due_now() == 4  # one running, keys 1-4 due and waiting for the one worker
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

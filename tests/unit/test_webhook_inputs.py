@@ -33,6 +33,7 @@ async def server() -> AsyncIterator[tuple[HttpServer, Receiver]]:
     receiver = Receiver()
     http = HttpServer(
         port=0,
+        metrics_port=0,
         token=TOKEN,
         metrics=Metrics(),
         receiver=lambda: receiver,  # type: ignore[arg-type,return-value]
