@@ -11,31 +11,33 @@
 #   5. Checks: 2 replicas Ready with no restarts; the mirror's MediaJobs all Ready; webhooks answered
 #      through the controller's Service; `kubectl delete pod <leader>` and `kubectl rollout restart`
 #      each move the Lease within 20 s, with jobs in flight and no doubled Airtable write;
-#      `kubectl mediajob stats` against the cluster. Then pods, leader changes and job phases.
+#      `kubectl mediajob stats` against the cluster; docs/operations.md's uninstall block, verbatim,
+#      keeps the CRD and every MediaJob. Then pods, leader changes and job phases.
 #
-#   hack/e2e.sh --print-install-block [README]   # only extract the block (used by the tests)
+#   hack/e2e.sh --print-install-block [FILE [MARKER]]  # only extract a block (used by the tests);
+#                                                     # MARKER install (README) or uninstall (docs/operations.md)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-install_block() { # install_block README: the one ```sh block between the markers, or fail
-  local readme=$1
-  awk '
-    /<!-- install:begin -->/ { inside = 1; seen_begin = 1; next }
-    /<!-- install:end -->/ { inside = 0; seen_end = 1; next }
+install_block() { # install_block README [MARKER]: the one ```sh block between the markers, or fail
+  local readme=$1 marker=${2:-install}
+  awk -v begin="<!-- $marker:begin -->" -v end="<!-- $marker:end -->" '
+    index($0, begin) { inside = 1; seen_begin = 1; next }
+    index($0, end) { inside = 0; seen_end = 1; next }
     !inside { next }
     /^```/ && fence { fence = 0; next }
     /^```sh[[:space:]]*$/ { fence = 1; sh++; next }
     /^```/ { fence = 1; other++; next }
     fence == 1 && sh == 1 && !other { print }
     END {
-      if (!seen_begin || !seen_end) { print "no <!-- install:begin --> ... <!-- install:end --> in the README" > "/dev/stderr"; exit 1 }
+      if (!seen_begin || !seen_end) { print "no " begin " ... " end " in " FILENAME > "/dev/stderr"; exit 1 }
       if (sh != 1 || other || fence) {
         printf "want exactly one closed ```sh block between the install markers, found %d (and %d other blocks)\n", sh, other > "/dev/stderr"; exit 1
       }
     }' "$readme"
 }
 if [[ ${1:-} == --print-install-block ]]; then
-  install_block "${2:-$repo/README.md}"
+  install_block "${2:-$repo/README.md}" "${3:-install}"
   exit
 fi
 
@@ -296,6 +298,21 @@ echo "2 replicas Ready through the soak, 0 restarts, no liveness failure"
 
 phase "kubectl mediajob stats"
 PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"
+
+phase "documented uninstall keeps every MediaJob"
+before=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+install_block "$repo/docs/operations.md" uninstall >"$work/uninstall.sh"
+echo "--- docs/operations.md's uninstall block:"; sed 's/^/  | /' "$work/uninstall.sh"
+(cd "$work" && bash -euo pipefail uninstall.sh)
+for i in $(seq 60); do
+  [[ -z $(kc get pods -l app.kubernetes.io/name=mediajob-controller --no-headers 2>/dev/null) ]] && break
+  ((i < 60)) || fail "controller pods still running after the uninstall"
+  sleep 1
+done
+after=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+[[ $before == "$after" ]] || fail "the uninstall lost MediaJobs"
+kubectl get crd mediajobs.media.phi.dev >/dev/null || fail "the uninstall deleted the CRD"
+echo "uninstalled; the CRD and all $(grep -c . <<<"$after") MediaJobs are still there"
 
 phase "summary"
 echo "--- pods"; kubectl get pods -A -o wide

@@ -64,3 +64,23 @@ def test_the_readme_has_the_install_block_make_e2e_runs() -> None:
     result = extract(REPO / "README.md")
     assert result.returncode == 0, result.stderr
     assert "kubectl apply" in result.stdout
+
+
+def test_the_uninstall_block_is_found_by_its_own_markers() -> None:
+    result = subprocess.run(
+        [
+            "/bin/bash",
+            str(REPO / "hack" / "e2e.sh"),
+            "--print-install-block",
+            str(REPO / "docs" / "operations.md"),
+            "uninstall",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    assert lines[-2] == "kubectl -n mediajob-system scale deployment/mediajob-controller --replicas=0"
+    assert lines[-1] == "kubectl delete -k manifests/default --ignore-not-found"
