@@ -30,7 +30,13 @@ lint: install ## ruff and mypy --strict
 promtool: ## Install promtool (Debian's prometheus package) where it is missing: the alert rules' unit tests need it
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test: install controlplane node promtool lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
+helm: ## Build (or reuse) the helm binary from its Go module (hack/helm, cached per version)
+	@bash hack/helm/build.sh >/dev/null
+
+chart: ## Copy what the chart shares with manifests/ (CRD, RBAC, alert rules) into its files/ (a test keeps it current)
+	bash hack/render-chart.sh
+
+test: install controlplane node promtool helm lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 	bash hack/e2e.sh
 
@@ -64,8 +70,9 @@ demo: install controlplane ## Run the whole mission locally: control plane, simu
 bench: install controlplane ## Benchmark against the seed's design; writes docs/benchmarks.md
 	$(PY) -m bench
 
-manifests: controlplane ## Render manifests/install.yaml from manifests/default (a test keeps it current)
+manifests: controlplane ## Render manifests/install.yaml from manifests/default, and the chart's shared files (tests keep them current)
 	bash hack/render-manifests.sh
+	bash hack/render-chart.sh
 
 node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-scheduler, kube-proxy (cached per version)
 	bash hack/node/build.sh
@@ -76,5 +83,5 @@ e2e: install controlplane node ## Only the real single-node cluster (root + Dock
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 
-PHONY_EXTRA := test-image image image-sandbox lock node promtool
+PHONY_EXTRA := test-image image image-sandbox lock node promtool helm chart
 .PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean $(PHONY_EXTRA)
