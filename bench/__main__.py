@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,16 @@ def completions(world: World) -> dict[str, float]:
     return done
 
 
+@contextlib.asynccontextmanager
+async def simulated_world() -> AsyncIterator[World]:
+    """The simulators with Airtable's real limit and penalty and realistic latencies."""
+    async with World(airtable_rate_limit=5, airtable_penalty_s=30) as world:
+        world.airtable.faults.latency = LATENCY["airtable"]
+        world.spaces.faults.latency = LATENCY["spaces"]
+        world.nca_sim.faults.latency = LATENCY["nca"]
+        yield world
+
+
 async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) -> Result:
     rng = random.Random(42)  # the same world for both contenders
     result = Result(contender, sc)
@@ -264,10 +275,7 @@ async def run(contender: str, sc: Scenario, plane: ControlPlane, workdir: Path) 
     ours = contender in OURS_FAMILY
     if ours:
         plane.kubectl("create", "namespace", namespace)
-    async with World(airtable_rate_limit=5, airtable_penalty_s=30) as world:
-        world.airtable.faults.latency = LATENCY["airtable"]
-        world.spaces.faults.latency = LATENCY["spaces"]
-        world.nca_sim.faults.latency = LATENCY["nca"]
+    async with simulated_world() as world:
         port = free_port()
         appear = seed_world(world, sc, f"http://127.0.0.1:{port}/webhooks/nca?token={WEBHOOK_TOKEN}", rng)
         ops = {job.record_id: job.operation for job in world.jobs}

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import (
-    LATENCY,
     OPERATIONS,
     WEBHOOK_TOKEN,
     ProcSampler,
@@ -42,6 +41,7 @@ from bench.__main__ import (
     contender_env,
     counter_by_label,
     scrape,
+    simulated_world,
 )
 from sandbox.controlplane import REPO, ControlPlane, free_port, stop_process
 from sandbox.world import World
@@ -153,10 +153,7 @@ async def run(
     ours = contender != "seed"
     if ours:
         plane.kubectl("create", "namespace", namespace)
-    async with World(airtable_rate_limit=5, airtable_penalty_s=30) as world:
-        world.airtable.faults.latency = LATENCY["airtable"]
-        world.spaces.faults.latency = LATENCY["spaces"]
-        world.nca_sim.faults.latency = LATENCY["nca"]
+    async with simulated_world() as world:
         port = free_port()
         hook = f"http://127.0.0.1:{port}/webhooks/nca?token={WEBHOOK_TOKEN}"
         result = seed_jobs(world, n, window_s, hook, random.Random(7))

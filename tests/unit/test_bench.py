@@ -114,3 +114,15 @@ def test_markdown_goes_between_the_markers_only(tmp_path: pytest.TempPathFactory
     assert text.endswith(f"{END}\nnotes\n")
     assert "old" not in text
     assert "| figure | ours | push |" in text
+
+
+def test_latency_bench_helpers() -> None:
+    from bench.latency import job_hours, pct, per_second_peak_and_mean
+
+    assert pct([], 0.95) is None
+    assert pct([float(v) for v in range(1, 101)], 0.95) == 95.0
+    # 3 requests in second 0, 1 in second 2, over a 4 s run
+    assert per_second_peak_and_mean([10.1, 10.2, 10.9, 12.5], 10.0, 14.0) == (3, 1.0)
+    assert per_second_peak_and_mean([], 0.0, 1.0) == (0, 0.0)
+    # one job written after 1800 s, one never (counted to the end, 3600 s): 1.5 job-hours
+    assert job_hours({"a": 1800.0}, ["a", "b"], 0.0, 3600.0) == 1.5
