@@ -32,6 +32,7 @@ from controller.clients.nca import (
     NcaNotFound,
     NcaPending,
     NcaStatus,
+    NcaUnknown,
 )
 from controller.clients.spaces import (
     ObjectMissing,
@@ -401,8 +402,11 @@ class Reconciler:
         if isinstance(nca_result, NcaPending | NcaNotFound):
             rt.nca_pending += 1
             rt.nca_next_at = nca_next_at(now, rt.nca_pending, self._timing)
-            if hinted:  # the listing came from another worker, or an older file: back off hints too
-                rt.hint_refused_until = rt.nca_next_at
+        if hinted and isinstance(nca_result, NcaPending | NcaNotFound | NcaUnknown):
+            # The listing came from another worker or an older file, or NCA could not answer:
+            # the next hint waits as long as the next status call would.
+            later = now + self._timing.interval
+            rt.hint_refused_until = later if isinstance(nca_result, NcaUnknown) else rt.nca_next_at
         if isinstance(decision, Wait) and decision.error:
             rt.failures += 1
             jlog.info("check could not conclude (%s); retry %d", decision.message, rt.failures)
