@@ -46,6 +46,7 @@ from controller.metrics import Metrics
 from controller.model import MediaJob, utcnow
 from controller.naming import UnsafeIdError, expected_output_url
 from controller.schedule import (
+    PLANNED_SHARE,
     Timing,
     budget_gap,
     check_interval,
@@ -55,9 +56,10 @@ from controller.schedule import (
     next_check_at,
     required_rate,
     retry_at,
+    share_left,
     weight,
 )
-from controller.scheduler import Scheduler
+from controller.scheduler import URGENT, Scheduler
 from controller.status import initial_status
 from controller.store import JobStore, Key
 from controller.transitions import Event, StatusWriter, Transitions
@@ -147,6 +149,7 @@ class Reconciler:
         self._listed = Listed()
         self._listing_every = timing.interval  # the listing's current period
         self._load = (0.0, 0)  # (total weight, processing jobs) as last counted
+        self._share = (0.0, 0.0)  # (weight, rate) the jobs not bounded by their interval share
         self._first_status: dict[Key, None] = {}  # an ordered set: the lane's queue
         self._first_status_wake = asyncio.Event()
         self._spaces_base_url = spaces_base_url
@@ -181,7 +184,7 @@ class Reconciler:
             if job.needs_sync:
                 self._writeback.enqueue(job)
             if job.recheck_pending:
-                self.scheduler.schedule(key, self._now().timestamp(), earlier_only=True)
+                self.scheduler.schedule(key, URGENT, earlier_only=True)  # a person is waiting
             else:
                 self.scheduler.cancel(key)
             return
@@ -197,7 +200,7 @@ class Reconciler:
             return
         now = self._now()
         if job.recheck_pending:
-            self.scheduler.schedule(key, now.timestamp(), earlier_only=True)
+            self.scheduler.schedule(key, URGENT, earlier_only=True)  # a person is waiting
         elif not self.scheduler.is_scheduled(key):
             at = first_check_at(job.spec.started_at, now, self._timing, self._rng, self._gap(job, now))
             self.scheduler.schedule(key, at.timestamp())
@@ -243,29 +246,31 @@ class Reconciler:
         """This job's share of the Spaces budget, as a time between checks; None without one."""
         if self._budget is None:
             return None
-        total, _ = self._load
+        total, rate = self._share
         job_weight = self._weight(job, now)
         return budget_gap(
             total_weight=max(total, job_weight),
             job_weight=job_weight,
-            rate=self._budget.rate,
+            rate=rate or self._budget.rate * PLANNED_SHARE,
             timing=self._timing,
         )
 
     def _count_load(self) -> None:
         """Recount the weights and raise the budget to what the age-based schedule needs."""
         now = self._now()
-        total, processing, young = 0.0, 0, 0
+        weights_and_caps: list[tuple[float, float]] = []
+        young = 0
         for job in self._store:
             if job.ended or job.spec.suspend:
                 continue
-            processing += 1
-            total += self._weight(job, now)
-            if check_interval(now - job.spec.started_at, self._timing) == self._timing.interval:
-                young += 1
-        self._load = (total, processing)
+            interval = check_interval(now - job.spec.started_at, self._timing)
+            weights_and_caps.append((self._weight(job, now), interval.total_seconds()))
+            young += interval == self._timing.interval
+        processing = len(weights_and_caps)
+        self._load = (sum(w for w, _ in weights_and_caps), processing)
         if self._budget is not None:
             self._budget.require(required_rate(young, processing - young, self._timing))
+            self._share = share_left(weights_and_caps, self._budget.rate * PLANNED_SHARE)
             self._metrics.spaces_budget.set(self._budget.rate)
 
     async def _tune_forever(self) -> None:
@@ -307,7 +312,7 @@ class Reconciler:
                 continue  # already hinted, or NCA's own answer to the last hint said "not done"
             rt.nca_hinted = True
             self._metrics.nca_hints.inc()
-            self.scheduler.schedule(job.key, now.timestamp(), earlier_only=True)
+            self.scheduler.schedule(job.key, URGENT, earlier_only=True)
 
     async def _first_status_forever(self) -> None:
         """A new job's first status (Processing, its conditions) in its own lane, one at a time."""

@@ -27,6 +27,11 @@ class Timing:
     jitter: float = 0.075  # checks come 0-15% early, to spread them without ever coming late
 
 
+# Regular checks are planned at this share of the budget; the rest is headroom for checks that
+# cannot wait (hints, rechecks, retries) and for the jitter that brings checks early. Planned at
+# the full budget, the queue would grow without bound and every urgent check would wait behind it.
+PLANNED_SHARE = 0.8
+
 # A job's share of the budget by what NCA's listing last said of it (None: not listed lately).
 WEIGHTS: dict[str | None, float] = {"running": 4.0, None: 1.0, "queued": 0.25}
 
@@ -43,11 +48,34 @@ def budget_gap(*, total_weight: float, job_weight: float, rate: float, timing: T
     """The time between a job's checks that spends `rate` requests a second over all jobs.
 
     Each job gets `job_weight / total_weight` of the rate; never more often than the floor.
-    The caller bounds it from above by the job's age-based interval.
+    The caller bounds it from above by the job's age-based interval, and passes the rate and the
+    weight that the jobs so bounded leave (`share_left`).
     """
     if rate <= 0 or job_weight <= 0 or total_weight <= 0:
         return timing.slow_interval
     return max(timing.floor, timedelta(seconds=total_weight / (rate * job_weight)))
+
+
+def share_left(weights_and_caps: list[tuple[float, float]], rate: float) -> tuple[float, float]:
+    """(total weight, rate) for the jobs whose share is not bounded by their age-based interval.
+
+    `weights_and_caps` holds each job's weight and its interval in seconds. A job whose weighted
+    share of `rate` would check it less often than its interval is checked every interval
+    instead, and that rate is taken off the top before the others share the rest (one round of
+    water-filling: enough, since the caps only ever raise a job's rate). Pure.
+    """
+    total = sum(w for w, _ in weights_and_caps)
+    if total <= 0 or rate <= 0:
+        return total, rate
+    capped_weight = capped_rate = 0.0
+    for w, cap in weights_and_caps:
+        if total / (rate * w) > cap:
+            capped_weight += w
+            capped_rate += 1.0 / cap
+    left = rate - capped_rate
+    if left <= rate * 0.1:  # the caps alone spend (nearly) all of it: share what is there evenly
+        return total, rate
+    return total - capped_weight, left
 
 
 def required_rate(young: int, old: int, timing: Timing) -> float:

@@ -19,6 +19,9 @@ from controller.backoff import wait_event
 
 K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)
+# A due time before every other: a check that cannot wait (a recheck asked for by a person, a job
+# NCA just listed as done) goes ahead of any backlog of regular checks.
+URGENT = float("-inf")
 
 # A check returns when to run next (a time.time() timestamp), or None to stop scheduling the key.
 Check = Callable[[K], Awaitable[float | None]]
@@ -47,7 +50,6 @@ class Scheduler(Generic[K]):
         self._rerun: dict[K, float] = {}
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._holding = False
 
     def __len__(self) -> int:
         return len(self._due)
@@ -55,7 +57,7 @@ class Scheduler(Generic[K]):
     def due_now(self) -> int:
         """Keys whose time has come and whose check has not started: the queue's depth."""
         now = self._clock()
-        return sum(1 for at, _ in self._due.values() if at <= now) + self._holding
+        return sum(1 for at, _ in self._due.values() if at <= now)
 
     def is_scheduled(self, key: K) -> bool:
         return key in self._due or key in self._running
@@ -89,16 +91,15 @@ class Scheduler(Generic[K]):
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                key, at = await self._next_due()
-                self._holding = True  # (taken off the heap, waiting for a worker: still queued)
+                # A free worker first, then the key due first at that moment: a key that became
+                # urgent while every worker was busy is not overtaken by one picked earlier.
+                await slots.acquire()
                 try:
-                    await slots.acquire()
-                finally:
-                    self._holding = False
-                if self._due.get(key) is not None:  # re-scheduled while waiting for a slot
+                    key, at = await self._next_due()
+                except BaseException:
                     slots.release()
-                    continue
-                if self._on_lag is not None:
+                    raise
+                if self._on_lag is not None and at != URGENT:
                     self._on_lag(max(0.0, self._clock() - at))
                 self._running.add(key)
                 task = asyncio.create_task(self._run_one(key, slots))

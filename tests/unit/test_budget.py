@@ -217,3 +217,23 @@ def test_listed_states_stand_for_their_validity_and_newer_listings_win() -> None
     listed.merge(NcaListing({}), NOW + timedelta(minutes=5), valid)
     assert listed.states == {}  # memory is pruned with each listing
     assert listed.state("never", NOW, valid) is None
+
+
+@pytest.mark.parametrize(
+    ("jobs", "rate", "expected"),
+    [
+        ([], 20.0, (0.0, 20.0)),
+        ([(1.0, 120.0)] * 100, 20.0, (100.0, 20.0)),  # 100 jobs: 5 s each, no cap binds
+        # 1,000 queued (weight 0.25) would get 250 s each: capped at 120 s, they take 8.3/s off
+        # the top, and the 250 running ones share the 11.7/s left
+        ([(0.25, 120.0)] * 1000 + [(4.0, 120.0)] * 250, 20.0, (1000.0, 20.0 - 1000 / 120)),
+        ([(1.0, 120.0)] * 3000, 20.0, (3000.0, 20.0)),  # every job capped: the rate as it is
+    ],
+)
+def test_share_left_takes_the_capped_jobs_off_the_top(
+    jobs: list[tuple[float, float]], rate: float, expected: tuple[float, float]
+) -> None:
+    from controller.schedule import share_left
+
+    total, left = share_left(jobs, rate)
+    assert (total, left) == pytest.approx(expected)

@@ -195,3 +195,29 @@ async def test_due_now_counts_what_waits_for_a_worker() -> None:
     assert scheduler.due_now() == 4  # one running, keys 1-4 due and waiting for the one worker
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_urgent_checks_go_ahead_of_a_backlog_and_count_no_lag() -> None:
+    from controller.scheduler import URGENT
+
+    runs: list[str] = []
+    lags: list[float] = []
+
+    async def check(key: str) -> float | None:
+        runs.append(key)
+        await asyncio.sleep(1)
+        return None
+
+    scheduler: Scheduler[str] = Scheduler(check, workers=1, clock=loop_clock, on_lag=lags.append)
+    now = loop_clock()
+    for i in range(5):
+        scheduler.schedule(f"late-{i}", now - 60 + i)  # a backlog, overdue by a minute
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.5)  # late-0 is running
+    scheduler.schedule("hinted", URGENT, earlier_only=True)
+    await asyncio.sleep(10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert runs[:2] == ["late-0", "hinted"]  # next, ahead of the four still overdue
+    assert len(lags) == 5  # and no lag counted for it
+    assert max(lags) < 100
