@@ -96,18 +96,21 @@ class SpacesBudget:
 DAY_S = 86400.0
 MONTH_S = 30 * DAY_S
 AT_ONCE_ABOVE = 0.5  # while more than this share of the day's allowance is left, write at once
+# The linger aims a little under the alert's share, so that settling at its allowance does not
+# make MediaJobAirtableQuotaProjected flap: the alert then means something else spends too.
+ALERT_HEADROOM = 0.9
 
 
 class QuotaLinger:
     """How long the write-back may hold a result back, from what is left of the Airtable quota.
 
-    The share of AIRTABLE_MONTHLY_QUOTA that may be spent accrues evenly over the month, and up to
-    one day of it may be spent ahead (a bucket: a busy hour draws on a quiet night). While more
-    than half a day's allowance is left, results are written at once, within seconds; as it runs
-    out, the linger grows to `longest`, where batches of ten rows cost about 0.24 calls a job.
-    Unlimited (quota 0) never lingers. Every Airtable call counts, whatever its purpose. Pure
-    (clock in). A new leader starts with a full day: a restart is rare, and the alert on the
-    month's projection still watches the whole.
+    The share of AIRTABLE_MONTHLY_QUOTA that may be spent (90% of the alert's share) accrues
+    evenly over the month, and up to one day of it may be spent ahead (a bucket: a busy hour draws
+    on a quiet night). While more than half a day's allowance is left, results are written at once,
+    within seconds; as it runs out, the linger grows to `longest`, where batches of ten rows cost
+    about 0.24 calls a job. Unlimited (quota 0) never lingers. Every Airtable call counts, whatever
+    its purpose. Pure (clock in). A new leader starts with a full day: a restart is rare, and the
+    alert on the month's projection still watches the whole.
     """
 
     def __init__(
@@ -118,7 +121,7 @@ class QuotaLinger:
         longest: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._rate = monthly_quota * share / MONTH_S  # calls a second the month allows
+        self._rate = monthly_quota * share * ALERT_HEADROOM / MONTH_S  # calls a second the month allows
         self._capacity = self._rate * DAY_S
         self._longest = longest
         self._clock = clock

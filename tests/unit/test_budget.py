@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller.budget import DAY_S, MONTH_S, AimdRate, QuotaLinger, SpacesBudget
+from controller.budget import ALERT_HEADROOM, DAY_S, MONTH_S, AimdRate, QuotaLinger, SpacesBudget
 from controller.schedule import (
     Timing,
     budget_gap,
@@ -183,7 +183,7 @@ def test_quota_linger_by_what_is_left_of_the_days_allowance(
 ) -> None:
     clock = Clock()
     q = QuotaLinger(monthly_quota=quota, share=0.8, longest=120.0, clock=clock)
-    day = quota * 0.8 / MONTH_S * DAY_S
+    day = quota * 0.8 * ALERT_HEADROOM / MONTH_S * DAY_S
     q.spend(round(day * spent_share_of_day) if quota else 10**6)
     assert q.linger() == pytest.approx(linger, abs=0.5)
 
@@ -191,7 +191,7 @@ def test_quota_linger_by_what_is_left_of_the_days_allowance(
 def test_quota_linger_refills_at_the_months_pace() -> None:
     clock = Clock()
     q = QuotaLinger(monthly_quota=100_000, share=0.8, longest=120.0, clock=clock)
-    q.spend(2667)  # a Team plan's day (80,000 / 30)
+    q.spend(2400)  # a Team plan's day (90% of 80,000, / 30)
     assert q.linger() == pytest.approx(120.0, abs=1)
     clock.t += DAY_S / 2  # half a day accrues half a day's allowance
     assert q.left() == pytest.approx(0.5, abs=0.01)
