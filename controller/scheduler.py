@@ -99,8 +99,8 @@ class Scheduler(Generic[K]):
                 except BaseException:
                     slots.release()
                     raise
-                if self._on_lag is not None and at != URGENT:
-                    self._on_lag(max(0.0, self._clock() - at))
+                if self._on_lag is not None:  # an urgent check starts when it is asked for: no lag
+                    self._on_lag(0.0 if at == URGENT else max(0.0, self._clock() - at))
                 self._running.add(key)
                 task = asyncio.create_task(self._run_one(key, slots))
                 tasks.add(task)
