@@ -323,39 +323,10 @@ async def test_wait_reads_success_failure_and_timeout_like_kstatus(
 
         # plain kubectl: Ready for success, Stalled for an end without output, and both are
         # written for the job's current generation
-        ready = await asyncio.to_thread(
-            kubectl,
-            controlplane,
-            "wait",
-            "-n",
-            namespace,
-            "--for=condition=Ready",
-            f"mj/{names[done]}",
-            "--timeout=30s",
-        )
-        assert ready.returncode == 0, ready.stderr
-        stalled = await asyncio.to_thread(
-            kubectl,
-            controlplane,
-            "wait",
-            "-n",
-            namespace,
-            "--for=condition=Stalled",
-            f"mj/{names[failing]}",
-            "--timeout=30s",
-        )
-        assert stalled.returncode == 0, stalled.stderr
-        reconciling = await asyncio.to_thread(
-            kubectl,
-            controlplane,
-            "wait",
-            "-n",
-            namespace,
-            "--for=condition=Reconciling",
-            f"mj/{names[waiting]}",
-            "--timeout=30s",
-        )
-        assert reconciling.returncode == 0, reconciling.stderr
+        for condition, job in (("Ready", done), ("Stalled", failing), ("Reconciling", waiting)):
+            args = ("wait", "-n", namespace, f"--for=condition={condition}", f"mj/{names[job]}", "--timeout=30s")
+            waited = await asyncio.to_thread(kubectl, controlplane, *args)
+            assert waited.returncode == 0, f"{condition}: {waited.stderr}"
         obj = await kube.get_mediajob(namespace, names[failing])
         assert {c["type"]: c["observedGeneration"] for c in obj["status"]["conditions"]} == {
             "Ready": obj["metadata"]["generation"],
