@@ -324,7 +324,8 @@ async def test_wait_reads_success_failure_and_timeout_like_kstatus(
         # plain kubectl: Ready for success, Stalled for an end without output, and both are
         # written for the job's current generation
         for condition, job in (("Ready", done), ("Stalled", failing), ("Reconciling", waiting)):
-            args = ("wait", "-n", namespace, f"--for=condition={condition}", f"mj/{names[job]}", "--timeout=30s")
+            target = f"mj/{names[job]}"
+            args = ("wait", "-n", namespace, f"--for=condition={condition}", target, "--timeout=30s")
             waited = await asyncio.to_thread(kubectl, controlplane, *args)
             assert waited.returncode == 0, f"{condition}: {waited.stderr}"
         obj = await kube.get_mediajob(namespace, names[failing])
