@@ -198,7 +198,8 @@ async def test_a_pending_write_is_not_a_resubmission(world: World, namespace: st
     world.airtable.faults.fail_next(12, 503, path_contains="/Videos")  # the write-back waits a while
     async with running(settings_for(world, namespace)):
         await wait_phase(kube, namespace, job, "Completed")
-        obj = await wait_synced(kube, namespace, job, timeout=60)
+        # twelve retries back off up to 10 s each (about 50 s in all, more on a loaded machine)
+        obj = await wait_synced(kube, namespace, job, timeout=150)
     assert obj["status"]["attempt"] == 1
     assert world.airtable.writes_for(job.record_id) == 1
 
