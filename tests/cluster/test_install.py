@@ -46,17 +46,18 @@ def test_the_install_block_has_the_agreed_shape() -> None:
     assert "--dry-run=client -o yaml | kubectl apply" in block
 
 
-def run_block(controlplane: ControlPlane, root: Path, secrets: dict[str, str]) -> None:
-    block = install_block()
-    without_rollout = block.replace(ROLLOUT + "\n", "")
+def run_script(
+    controlplane: ControlPlane, root: Path, script: str, secrets: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A documented block under `bash -euo pipefail`, in the user's copy, with kubectl on PATH."""
     env = {
         "PATH": f"{controlplane.bin_dir}:/usr/bin:/bin",
         "KUBECONFIG": str(controlplane.kubeconfig),
         "HOME": str(root),
-        **secrets,
+        **(secrets or {}),
     }
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", without_rollout],
+        ["bash", "-euo", "pipefail", "-c", script],
         cwd=root,
         env=env,
         capture_output=True,
@@ -64,7 +65,23 @@ def run_block(controlplane: ControlPlane, root: Path, secrets: dict[str, str]) -
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def run_block(controlplane: ControlPlane, root: Path, secrets: dict[str, str]) -> None:
+    result = run_script(controlplane, root, install_block().replace(ROLLOUT + "\n", ""), secrets)
     assert "Warning" not in result.stderr, result.stderr
+
+
+def user_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """The repository as a user has it, config.env's base id edited: (root, config.env)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for folder in ("manifests", "crds"):
+        shutil.copytree(REPO / folder, root / folder)
+    config = root / "manifests" / "default" / "config.env"
+    config.write_text(config.read_text().replace("appREPLACEMEbase1", "appINSTALLbase001"))
+    return root, config
 
 
 def get(controlplane: ControlPlane, *what: str) -> Any:
@@ -94,12 +111,7 @@ def secret_values(controlplane: ControlPlane) -> dict[str, str]:
 def test_the_install_block_runs_as_written_and_an_edit_rolls_the_pods(
     controlplane: ControlPlane, tmp_path: Path
 ) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    for folder in ("manifests", "crds"):
-        shutil.copytree(REPO / folder, root / folder)
-    config = root / "manifests" / "default" / "config.env"
-    config.write_text(config.read_text().replace("appREPLACEMEbase1", "appINSTALLbase001"))
+    root, config = user_copy(tmp_path)
 
     # a Secret made by hand earlier (the old instructions): the block takes it over
     controlplane.kubectl("apply", "-f", str(REPO / "manifests" / "default" / "namespace.yaml"))
@@ -224,25 +236,11 @@ def uninstall_block() -> str:
 
 
 def test_the_documented_uninstall_keeps_every_mediajob(controlplane: ControlPlane, tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    for folder in ("manifests", "crds"):
-        shutil.copytree(REPO / folder, root / folder)
-    config = root / "manifests" / "default" / "config.env"
-    config.write_text(config.read_text().replace("appREPLACEMEbase1", "appINSTALLbase001"))
+    root, _ = user_copy(tmp_path)
     run_block(controlplane, root, SECRETS)
     controlplane.kubectl("apply", "-n", NS, "-f", str(REPO / "manifests" / "samples" / "mediajob.yaml"))
     sample = get(controlplane, "mediajob", "recabcdefghijklmn-1555")
-    env = {"PATH": f"{controlplane.bin_dir}:/usr/bin:/bin", "KUBECONFIG": str(controlplane.kubeconfig)}
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", uninstall_block()],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_script(controlplane, root, uninstall_block())
     assert "deployment.apps/mediajob-controller scaled" in result.stdout
     assert 'deployment.apps "mediajob-controller" deleted' in result.stdout
     assert get(controlplane, "deployments")["items"] == []
