@@ -72,6 +72,16 @@ async def test_wrong_key_is_unknown_and_never_shows_the_key(nca_sim: NcaSimulato
     assert "wrong-secret-key-123" not in repr(result)
 
 
+def inject(nca_sim: NcaSimulator, fault: str) -> None:
+    """The next request hangs, is dropped, or gets the HTTP status `fault`."""
+    if fault == "hang":
+        nca_sim.faults.hang_next(1, 2.0)
+    elif fault == "drop":
+        nca_sim.faults.drop_next(1)
+    else:
+        nca_sim.faults.fail_next(1, int(fault))
+
+
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
@@ -86,12 +96,7 @@ async def test_faults_are_unknown(
     nca_sim: NcaSimulator, nca: NcaClient, fault: str, expected: NcaUnknown
 ) -> None:
     nca_sim.add_job(JOB, endpoint=COMPOSE, caller_id=REC)
-    if fault == "hang":
-        nca_sim.faults.hang_next(1, 2.0)
-    elif fault == "drop":
-        nca_sim.faults.drop_next(1)
-    else:
-        nca_sim.faults.fail_next(1, int(fault))
+    inject(nca_sim, fault)
     assert await nca.job_status(JOB) == expected
 
 
@@ -250,12 +255,7 @@ async def test_listing_window_leaves_out_older_files(nca_sim: NcaSimulator, nca:
 async def test_listing_faults_are_unknown(
     nca_sim: NcaSimulator, nca: NcaClient, fault: str, expected: object
 ) -> None:
-    if fault == "hang":
-        nca_sim.faults.hang_next(1, 2.0)
-    elif fault == "drop":
-        nca_sim.faults.drop_next(1)
-    else:
-        nca_sim.faults.fail_next(1, int(fault))
+    inject(nca_sim, fault)
     assert await nca.jobs_listing(60) == expected
 
 
