@@ -12,7 +12,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Literal
 
-from controller.clients.nca import (
+from controller.model import MediaJob, Via
+from controller.observations import (
     NcaFailed,
     NcaNotFound,
     NcaOutcome,
@@ -20,9 +21,11 @@ from controller.clients.nca import (
     NcaStatus,
     NcaSucceeded,
     NcaUnknown,
+    ObjectFound,
+    ObjectMissing,
+    SpacesResult,
+    SpacesUnknown,
 )
-from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesResult, SpacesUnknown
-from controller.model import MediaJob, Via
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from controller import logs
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
-from controller.clients.nca import PayloadError, parse_result_payload
 from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
 from controller.mirror import MANAGED_BY, resubmission_patch
@@ -35,6 +34,7 @@ from controller.naming import (
     check_record_id,
     resource_name,
 )
+from controller.observations import PayloadError, parse_result_payload
 from controller.rows import MIRROR_FIELDS, RowError, nesting_depth, parse_job_row
 from controller.store import JobStore
 from controller.transitions import Transitions

@@ -26,25 +26,22 @@ from typing import Any
 from controller import logs
 from controller.budget import SpacesBudget
 from controller.clients.kube import Conflict, KubeClient, KubeError, NotFound
-from controller.clients.nca import (
-    NcaClient,
+from controller.clients.nca import NcaClient
+from controller.clients.spaces import SpacesClient, UnsafeUrlError
+from controller.decide import Complete, Fail, Observation, TimeOut, Wait, decide, should_ask_nca
+from controller.metrics import Metrics
+from controller.model import MediaJob, utcnow
+from controller.naming import UnsafeIdError, expected_output_url
+from controller.observations import (
     NcaListing,
     NcaNotFound,
     NcaPending,
     NcaStatus,
     NcaUnknown,
-)
-from controller.clients.spaces import (
     ObjectMissing,
-    SpacesClient,
     SpacesResult,
     SpacesUnknown,
-    UnsafeUrlError,
 )
-from controller.decide import Complete, Fail, Observation, TimeOut, Wait, decide, should_ask_nca
-from controller.metrics import Metrics
-from controller.model import MediaJob, utcnow
-from controller.naming import UnsafeIdError, expected_output_url
 from controller.schedule import (
     PLANNED_SHARE,
     Timing,

@@ -7,46 +7,28 @@ turned into a tool that probes other hosts.
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from controller.budget import SpacesBudget
 from controller.clients import RequestObserver, ignore_request
+from controller.observations import (
+    ObjectFound,
+    ObjectMissing,
+    SpacesResult,
+    SpacesUnknown,
+    parse_http_date,
+    parse_size,
+)
 
 SYSTEM = "spaces"
 
 
 class UnsafeUrlError(ValueError):
     """A URL outside the configured bucket; refused before any request."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ObjectFound:
-    url: str
-    last_modified: datetime | None
-    size: int | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ObjectMissing:
-    url: str
-    status: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SpacesUnknown:
-    """No answer we can trust (5xx, 503 Slow Down, timeout, network): retry, never "missing"."""
-
-    url: str
-    reason: str
-
-
-SpacesResult = ObjectFound | ObjectMissing | SpacesUnknown
 
 
 class SpacesClient:
@@ -133,29 +115,5 @@ def _last_modified(response: httpx.Response) -> datetime | None:
     return parse_http_date(response.headers.get("Last-Modified"))
 
 
-def parse_http_date(raw: str | None) -> datetime | None:
-    """An aware UTC datetime, or None: never naive, since it is compared with aware times.
-
-    RFC 5322 reads `-0000` (which the email parser returns naive) as UTC; any date that does not
-    parse or cannot be expressed in UTC is no date at all.
-    """
-    if not raw:
-        return None
-    try:
-        parsed = parsedate_to_datetime(raw)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-
-
 def _size(response: httpx.Response) -> int | None:
     return parse_size(response.headers.get("Content-Length"))
-
-
-def parse_size(raw: str | None) -> int | None:
-    """ASCII digits only: `str.isdigit` also accepts '²', which `int` refuses."""
-    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > 20:
-        return None
-    return int(raw)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.clients.nca import (
-    NcaClient,
+from controller.clients.nca import NcaClient
+from controller.naming import UnsafeIdError
+from controller.observations import (
     NcaFailed,
     NcaListing,
     NcaNotFound,
@@ -18,7 +19,6 @@ from controller.clients.nca import (
     parse_result_payload,
     parse_status_body,
 )
-from controller.naming import UnsafeIdError
 from sandbox import NcaSimulator
 from sandbox.nca import AUDIO_MIXING, COMPOSE, CONCATENATE
 

@@ -8,14 +8,8 @@ import pytest
 from aiohttp import web
 
 from controller.budget import SpacesBudget
-from controller.clients.spaces import (
-    ObjectFound,
-    ObjectMissing,
-    SpacesClient,
-    SpacesUnknown,
-    UnsafeUrlError,
-    parse_size,
-)
+from controller.clients.spaces import SpacesClient, UnsafeUrlError
+from controller.observations import ObjectFound, ObjectMissing, SpacesUnknown, parse_size
 from sandbox import SpacesSimulator
 from tests.loopback import serve
 

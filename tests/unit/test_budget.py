@@ -201,7 +201,7 @@ def test_quota_linger_refills_at_the_months_pace() -> None:
 
 
 def test_listed_states_stand_for_their_validity_and_newer_listings_win() -> None:
-    from controller.clients.nca import NcaListing
+    from controller.observations import NcaListing
     from controller.reconcile import Listed
 
     valid = timedelta(minutes=2)

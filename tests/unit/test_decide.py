@@ -2,8 +2,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.clients.nca import NcaFailed, NcaNotFound, NcaPending, NcaSucceeded, NcaUnknown
-from controller.clients.spaces import ObjectFound, ObjectMissing, SpacesUnknown
 from controller.decide import (
     Complete,
     Decision,
@@ -17,6 +15,16 @@ from controller.decide import (
     decide_airtable_row,
     decide_webhook,
     should_ask_nca,
+)
+from controller.observations import (
+    NcaFailed,
+    NcaNotFound,
+    NcaPending,
+    NcaSucceeded,
+    NcaUnknown,
+    ObjectFound,
+    ObjectMissing,
+    SpacesUnknown,
 )
 from tests.unit.helpers import NOW, job
 

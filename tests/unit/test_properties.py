@@ -17,21 +17,22 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.clients.nca import (
+from controller.http import HttpServer, check_payload, parse_body
+from controller.metrics import Metrics
+from controller.model import InvalidResource, MediaJob
+from controller.naming import check_external_job_id, check_record_id
+from controller.observations import (
     NcaFailed,
     NcaNotFound,
     NcaPending,
     NcaSucceeded,
     NcaUnknown,
     PayloadError,
+    parse_http_date,
     parse_result_payload,
+    parse_size,
     parse_status_body,
 )
-from controller.clients.spaces import parse_http_date, parse_size
-from controller.http import HttpServer, check_payload, parse_body
-from controller.metrics import Metrics
-from controller.model import InvalidResource, MediaJob
-from controller.naming import check_external_job_id, check_record_id
 from controller.rows import (
     EARLIEST_SUBMITTED,
     LATEST_SUBMITTED,
