@@ -46,11 +46,9 @@ from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, cell_text, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
-from controller.rows import (
-    FIELD_STATUS,
-    MIRROR_FIELDS,
-)
+from controller.rows import MIRROR_FIELDS
 from controller.settings import Secret
+from controller.vocabulary import ANNOTATION_AIRTABLE_PING, FIELD_STATUS, MANAGED_BY
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +59,6 @@ WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
-PING_ANNOTATION = "media.phi.dev/airtable-ping-at"
 _KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL = "webhookId", "macSecretBase64", "cursor", "notificationUrl"
 
 
@@ -175,7 +172,7 @@ class SecretStateStore:
             mac_secret=Secret(values[_KEY_SECRET]),
             cursor=cursor if cursor and cursor >= 1 else None,
             notification_url=values[_KEY_URL],
-            ping_at=annotations.get(PING_ANNOTATION),
+            ping_at=annotations.get(ANNOTATION_AIRTABLE_PING),
         )
 
     async def save(self, state: WebhookState) -> None:
@@ -194,7 +191,7 @@ class SecretStateStore:
                 "metadata": {
                     "name": self.name,
                     "namespace": self.namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "mediajob-controller"},
+                    "labels": dict([MANAGED_BY]),
                 },
                 "type": "Opaque",
                 "stringData": string_data,
@@ -205,7 +202,7 @@ class SecretStateStore:
         await self._kube.patch_secret(self.namespace, self.name, {"stringData": {_KEY_CURSOR: str(cursor)}})
 
     async def mark_ping(self, at: datetime) -> None:
-        patch = {"metadata": {"annotations": {PING_ANNOTATION: fmt_time(at)}}}
+        patch = {"metadata": {"annotations": {ANNOTATION_AIRTABLE_PING: fmt_time(at)}}}
         await self._kube.patch_secret(self.namespace, self.name, patch)
 
 

@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from controller.clients.airtable import PURPOSE_MIRROR, READ, AirtableClient, calls_for
-from controller.rows import FIELD_STATUS, MIRROR_FIELDS
+from controller.rows import MIRROR_FIELDS
+from controller.vocabulary import FIELD_STATUS
 
 PROCESSING_FORMULA = "{Status}='processing'"
 # How far back an incremental listing reaches before the previous cycle's start: covers clock

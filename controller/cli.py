@@ -30,7 +30,7 @@ import yaml
 from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.clients.login import KubeLogin
 from controller.model import parse_time, utcnow
-from controller.naming import ANNOTATION_RECHECK
+from controller.vocabulary import ANNOTATION_RECHECK
 
 STRUCTURED = ("json", "yaml")
 OUTPUTS = (*STRUCTURED, "wide")

@@ -26,6 +26,7 @@ from controller.observations import (
     SpacesResult,
     SpacesUnknown,
 )
+from controller.vocabulary import Reason
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,14 +39,14 @@ class Complete:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fail:
     message: str
-    reason: str = "Failed"
+    reason: str = Reason.FAILED
     via: Via | None = None  # how the failure was learned, recorded as completedVia
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TimeOut:
     message: str
-    reason: str = "TimedOut"
+    reason: str = Reason.TIMED_OUT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class EndedInAirtable:
     phase: Literal["Completed", "Failed"]
     message: str
     url: str | None = None
-    reason: str = "ChangedInAirtable"
+    reason: str = Reason.ENDED_IN_AIRTABLE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

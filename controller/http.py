@@ -25,19 +25,14 @@ from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
-from controller.mirror import MANAGED_BY, resubmission_patch
+from controller.mirror import resubmission_patch
 from controller.model import InvalidResource, JobSpec, MediaJob, new_object, utcnow
-from controller.naming import (
-    LABEL_EXTERNAL_ID,
-    UnsafeIdError,
-    check_external_job_id,
-    check_record_id,
-    resource_name,
-)
+from controller.naming import UnsafeIdError, check_external_job_id, check_record_id, resource_name
 from controller.observations import PayloadError, parse_result_payload
 from controller.rows import MIRROR_FIELDS, RowError, nesting_depth, parse_job_row
 from controller.store import JobStore
 from controller.transitions import Transitions
+from controller.vocabulary import LABEL_EXTERNAL_ID, MANAGED_BY
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from controller.rows import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_STATUS
+from controller.vocabulary import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_STATUS
 
 KNOWN_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_NOTES)
 DELETED = "(deleted)"

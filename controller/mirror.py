@@ -24,21 +24,14 @@ from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
 from controller.model import JobSpec, MediaJob, fmt_time, new_object, utcnow
-from controller.naming import LABEL_EXTERNAL_ID, UnsafeIdError, check_record_id, resource_name
-from controller.rows import (
-    FIELD_NOTES,
-    FIELD_RESPONSE,
-    FIELD_STATUS,
-    JobRow,
-    RowError,
-    parse_job_row,
-)
+from controller.naming import UnsafeIdError, check_record_id, resource_name
+from controller.rows import JobRow, RowError, parse_job_row
 from controller.store import JobStore, Key
 from controller.transitions import Transitions
+from controller.vocabulary import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS, LABEL_EXTERNAL_ID, MANAGED_BY
 
 log = logging.getLogger(__name__)
 PROCESSING_FORMULA = "{Status}='processing'"
-MANAGED_BY = ("app.kubernetes.io/managed-by", "mediajob-controller")
 NOTE_PREFIX = "mediajob-controller cannot track this job:"
 CREATE_CONCURRENCY = 8
 

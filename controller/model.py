@@ -11,18 +11,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from controller.naming import (
+from controller.naming import UnsafeIdError, check_external_job_id, check_record_id
+from controller.rows import EARLIEST_SUBMITTED, LATEST_SUBMITTED, JobRow, Target, submitted_in_range
+from controller.vocabulary import (
     ANNOTATION_RECHECK,
     GROUP,
     KIND,
     LABEL_EXTERNAL_ID,
     LABEL_RECORD,
+    MANAGED_BY,
     VERSION,
-    UnsafeIdError,
-    check_external_job_id,
-    check_record_id,
 )
-from controller.rows import EARLIEST_SUBMITTED, LATEST_SUBMITTED, JobRow, Target, submitted_in_range
 
 Phase = Literal["Processing", "Completed", "Failed", "TimedOut"]
 Via = Literal["spaces", "nca-status", "webhook"]
@@ -303,7 +302,7 @@ def new_object(name: str, namespace: str, spec: JobSpec) -> dict[str, Any]:
             "labels": {
                 LABEL_RECORD: spec.airtable_record_id,
                 LABEL_EXTERNAL_ID: spec.external_job_id,
-                "app.kubernetes.io/managed-by": "mediajob-controller",
+                MANAGED_BY[0]: MANAGED_BY[1],
             },
         },
         "spec": spec.to_dict(),

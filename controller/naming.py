@@ -7,31 +7,13 @@ from __future__ import annotations
 
 import re
 
+from controller.vocabulary import OPERATIONS
+
 # Matched whole with `fullmatch`: `$` would also match before a trailing newline.
 RECORD_ID = re.compile(r"rec[A-Za-z0-9]{14}")
 # A label value (contract section 1): 1-63 characters, alphanumeric at both ends.
 EXTERNAL_JOB_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _NAME = re.compile(r"rec([a-z0-9]{14})-([0-9a-f]{4})")
-
-GROUP = "media.phi.dev"
-VERSION = "v1alpha1"
-PLURAL = "mediajobs"
-KIND = "MediaJob"
-LABEL_RECORD = f"{GROUP}/airtable-record"
-LABEL_EXTERNAL_ID = f"{GROUP}/external-job-id"
-ANNOTATION_RECHECK = f"{GROUP}/recheck-requested-at"
-
-# Each operation maps to the NCA endpoint that runs it, and each endpoint to its object key.
-OUTPUT_KEY_BY_OPERATION = {
-    "combine": "{job_id}_output_0.mp4",  # /v1/ffmpeg/compose
-    "concatenate": "{job_id}.mp4",  # /v1/video/concatenate
-    "add_music": "{job_id}.mp4",  # /audio-mixing
-}
-TARGET_TABLE_BY_OPERATION = {
-    "combine": "Segments",
-    "concatenate": "Videos",
-    "add_music": "Videos",
-}
 
 
 class UnsafeIdError(ValueError):
@@ -86,8 +68,8 @@ def expected_output_url(
     """The URL NCA uploads to; None when the operation's key is unknown (ask NCA instead)."""
     if override:
         return override
-    template = OUTPUT_KEY_BY_OPERATION.get(operation)
-    if template is None:
+    known = OPERATIONS.get(operation)
+    if known is None:
         return None
-    key = template.format(job_id=check_external_job_id(external_job_id))
+    key = known.output_key.format(job_id=check_external_job_id(external_job_id))
     return f"{spaces_base_url.rstrip('/')}/{key}"

@@ -13,8 +13,8 @@ from typing import Any
 
 import kopf
 
-from controller.naming import GROUP, PLURAL, VERSION
 from controller.runtime import Runtime
+from controller.vocabulary import GROUP, PLURAL, VERSION
 
 
 @dataclasses.dataclass

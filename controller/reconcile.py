@@ -60,6 +60,7 @@ from controller.scheduler import URGENT, Scheduler
 from controller.status import initial_status
 from controller.store import JobStore, Key
 from controller.transitions import Event, StatusWriter, Transitions
+from controller.vocabulary import Reason
 from controller.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -417,7 +418,7 @@ class Reconciler:
                 await self._writer.announce(
                     job,
                     Event(
-                        "CheckFailing",
+                        Reason.CHECK_FAILING,
                         f"{rt.failures} checks in a row could not conclude: {decision.message}",
                         warning=True,
                     ),
@@ -524,7 +525,7 @@ class Reconciler:
             patch["lastHandledRecheckAt"] = job.recheck_token
         self._state.pop(job.key, None)
         try:
-            await self._writer.write(job, patch, event=Event("Resubmitted", message))
+            await self._writer.write(job, patch, event=Event(Reason.RESUBMITTED, message))
         except (Conflict, NotFound):
             return None  # the watch brings the newer object, which reschedules as needed
         except KubeError as exc:

@@ -14,21 +14,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.naming import (
-    TARGET_TABLE_BY_OPERATION,
-    UnsafeIdError,
-    check_external_job_id,
-    check_record_id,
+from controller.naming import UnsafeIdError, check_external_job_id, check_record_id
+from controller.vocabulary import (
+    FIELD_CREATED,
+    FIELD_EXTERNAL_ID,
+    FIELD_NOTES,
+    FIELD_REQUEST,
+    FIELD_SEGMENT,
+    FIELD_STATUS,
+    FIELD_VIDEO,
+    OPERATIONS,
 )
-
-FIELD_STATUS = "Status"
-FIELD_EXTERNAL_ID = "External Job ID"
-FIELD_REQUEST = "Request Payload"
-FIELD_RESPONSE = "Response Payload"
-FIELD_NOTES = "Notes"
-FIELD_CREATED = "Created Time"
-FIELD_SEGMENT = "Segment"
-FIELD_VIDEO = "Video"
 
 # Only these fields are fetched by the mirror: less to transfer, less to trust.
 MIRROR_FIELDS = (
@@ -49,8 +45,6 @@ MAX_PAYLOAD_DEPTH = 32
 # deadline, its age) could overflow. The bounds leave room for POLLING_MAX_AGE_HOURS' maximum.
 EARLIEST_SUBMITTED = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_SUBMITTED = datetime(2200, 1, 1, tzinfo=UTC)
-_LINK_FIELD = {"Segments": FIELD_SEGMENT, "Videos": FIELD_VIDEO}
-_PAYLOAD_KEY = {"Segments": "segment_id", "Videos": "video_id"}
 
 
 class RowError(ValueError):
@@ -208,12 +202,12 @@ def _parse_time(record_id: str, raw: Any) -> datetime:
 
 def _target(record_id: str, operation: str, fields: dict[str, Any], payload: dict[str, Any]) -> Target | None:
     """The row that receives the output: the link field first, the payload's id second."""
-    table = TARGET_TABLE_BY_OPERATION.get(operation)
-    if table is None:
+    known = OPERATIONS.get(operation)
+    if known is None:
         return None
-    link = fields.get(_LINK_FIELD[table])
+    field = known.link_field
+    link = fields.get(field)
     candidate: Any = None
-    field = _LINK_FIELD[table]
     if isinstance(link, list) and link:
         candidate = link[0]
     elif isinstance(link, str) and link:
@@ -221,11 +215,11 @@ def _target(record_id: str, operation: str, fields: dict[str, Any], payload: dic
     elif link not in (None, [], ""):
         raise RowError(record_id, field, "must be a link to another record")
     if candidate is None:
-        candidate = payload.get(_PAYLOAD_KEY[table])
+        candidate = payload.get(known.payload_key)
         field = FIELD_REQUEST
         if candidate is None:
             return None
     try:
-        return Target(table=table, record_id=check_record_id(candidate))
+        return Target(table=known.target_table, record_id=check_record_id(candidate))
     except UnsafeIdError as exc:
         raise RowError(record_id, field, f"target {exc}") from None

@@ -35,6 +35,7 @@ from controller.schedule import Timing
 from controller.settings import Settings
 from controller.store import JobStore
 from controller.transitions import EventRecorder, StatusWriter, Transitions
+from controller.vocabulary import Reason
 from controller.writeback import Tables, WriteBack
 
 log = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ class Runtime:
             "uid": meta.get("uid", ""),
         }
         log.warning("ignoring invalid MediaJob: %s", problem)
-        await self.events.record_ref(ref, warning=True, reason="InvalidSpec", message=problem)
+        await self.events.record_ref(ref, warning=True, reason=Reason.INVALID_SPEC, message=problem)
 
 
 __all__ = ["Clients", "MediaJob", "Runtime"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from controller.decide import Complete, EndedInAirtable, Fail, Transition
 from controller.model import MediaJob, fmt_time
+from controller.vocabulary import STALLED_REASONS, Condition, Reason
 
 
 def _make(
@@ -44,9 +45,6 @@ def _make(
     }
 
 
-STALLED_REASONS = ("Failed", "TimedOut", "TargetRejected")
-
-
 def conditions(
     job: MediaJob, *, phase: str, synced: bool, message: str, now: datetime, sync_reason: str | None = None
 ) -> list[dict[str, Any]]:
@@ -59,26 +57,34 @@ def conditions(
         return _make(kind, status, reason, text, now, prev, generation)
 
     if phase == "Completed" and synced:
-        ready = _condition("Ready", True, "Completed", message)
-    elif phase == "Completed" and sync_reason == "TargetRejected":
-        ready = _condition("Ready", False, "TargetRejected", message)
+        ready = _condition(Condition.READY, True, Reason.COMPLETED, message)
+    elif phase == "Completed" and sync_reason == Reason.TARGET_REJECTED:
+        ready = _condition(Condition.READY, False, Reason.TARGET_REJECTED, message)
     elif phase in ("Failed", "TimedOut"):
-        ready = _condition("Ready", False, phase, message)
+        ready = _condition(Condition.READY, False, phase, message)
     else:
-        ready = _condition("Ready", False, "Processing", message)
+        ready = _condition(Condition.READY, False, Reason.PROCESSING, message)
     if synced:
-        sync = _condition("Synced", True, sync_reason or "AirtableUpdated", "Airtable holds the final result")
+        sync = _condition(
+            Condition.SYNCED, True, sync_reason or Reason.AIRTABLE_UPDATED, "Airtable holds the final result"
+        )
     elif phase == "Processing":
-        sync = _condition("Synced", False, "Processing", "nothing to write to Airtable yet")
+        sync = _condition(Condition.SYNCED, False, Reason.PROCESSING, "nothing to write to Airtable yet")
     else:
-        sync = _condition("Synced", False, sync_reason or "Pending", "waiting for the Airtable write-back")
-    stalled_reason = "TargetRejected" if sync_reason == "TargetRejected" else phase
+        sync = _condition(
+            Condition.SYNCED, False, sync_reason or Reason.PENDING, "waiting for the Airtable write-back"
+        )
+    stalled_reason = Reason.TARGET_REJECTED if sync_reason == Reason.TARGET_REJECTED else phase
     if stalled_reason in STALLED_REASONS:
-        return [ready, sync, _condition("Stalled", True, stalled_reason, message)]
+        return [ready, sync, _condition(Condition.STALLED, True, stalled_reason, message)]
     if phase == "Processing":
-        return [ready, sync, _condition("Reconciling", True, "Processing", message)]
+        return [ready, sync, _condition(Condition.RECONCILING, True, Reason.PROCESSING, message)]
     if not synced:  # Completed, its result on the way to Airtable (or retried after an error)
-        return [ready, sync, _condition("Reconciling", True, sync_reason or "Pending", sync["message"])]
+        return [
+            ready,
+            sync,
+            _condition(Condition.RECONCILING, True, sync_reason or Reason.PENDING, sync["message"]),
+        ]
     return [ready, sync]
 
 
@@ -103,7 +109,7 @@ def initial_status(job: MediaJob, *, now: datetime, checks: int, message: str) -
     status.update(
         {
             "phase": "Processing",
-            "reason": "Resubmitted" if job.new_attempt else "Processing",
+            "reason": Reason.RESUBMITTED if job.new_attempt else Reason.PROCESSING,
             "message": message,
             "checks": checks,
             "airtableSynced": False,
@@ -153,7 +159,7 @@ def transition_status(job: MediaJob, decision: Transition, *, now: datetime, che
             outputUrl=decision.url,
             completedVia=decision.via,
             completedAt=fmt_time(now),
-            reason="Completed",
+            reason=Reason.COMPLETED,
             message=message,
         )
         if decision.appeared_at is not None:
@@ -169,11 +175,11 @@ def transition_status(job: MediaJob, decision: Transition, *, now: datetime, che
     return status
 
 
-def synced_status(job: MediaJob, *, now: datetime, reason: str = "AirtableUpdated") -> dict[str, Any]:
+def synced_status(job: MediaJob, *, now: datetime, reason: str = Reason.AIRTABLE_UPDATED) -> dict[str, Any]:
     """Airtable holds the final result: written by us, or the row was ended by someone else."""
     message = job.status.message or job.status.phase
     conds = conditions(job, phase=job.status.phase, synced=True, message=message, now=now, sync_reason=reason)
-    if reason == "EndedInAirtable":
+    if reason == Reason.ENDED_IN_AIRTABLE:
         conds[1]["message"] = "the Jobs row was ended in Airtable by someone else; left as it is"
     return {"airtableSynced": True, "syncedAt": fmt_time(now), "conditions": conds}
 
@@ -190,10 +196,10 @@ def _unsynced_conditions(job: MediaJob, *, now: datetime, reason: str, error: st
 
 def target_rejected_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
     """The Jobs row is written but the target row refused the output: no automatic retries."""
-    conds = _unsynced_conditions(job, now=now, reason="TargetRejected", error=error)
+    conds = _unsynced_conditions(job, now=now, reason=Reason.TARGET_REJECTED, error=error)
     return {"airtableSynced": False, "syncedAt": fmt_time(now), "conditions": conds}
 
 
 def sync_error_status(job: MediaJob, *, now: datetime, error: str) -> dict[str, Any]:
     """Airtable keeps refusing: say so on the resource, keep the phase."""
-    return {"conditions": _unsynced_conditions(job, now=now, reason="AirtableError", error=error)}
+    return {"conditions": _unsynced_conditions(job, now=now, reason=Reason.AIRTABLE_ERROR, error=error)}

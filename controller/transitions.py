@@ -26,9 +26,9 @@ from controller.metrics import Metrics
 from controller.model import InvalidResource, MediaJob, utcnow
 from controller.status import transition_status
 from controller.store import JobStore
+from controller.vocabulary import COMPONENT, Reason
 
 log = logging.getLogger(__name__)
-COMPONENT = "mediajob-controller"
 
 
 class EventRecorder:
@@ -197,7 +197,7 @@ class Transitions:
     @staticmethod
     def _event(decision: Transition) -> Event:
         if isinstance(decision, Complete):
-            return Event("Completed", f"Output found via {decision.via}: {decision.url}")
+            return Event(Reason.COMPLETED, f"Output found via {decision.via}: {decision.url}")
         return Event(decision.reason, decision.message, warning=True)
 
     @staticmethod

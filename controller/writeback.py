@@ -53,19 +53,21 @@ from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.jobrows import DELETED, JobsRowFacts, RowFacts, facts_from_rest
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
-from controller.rows import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS
 from controller.status import sync_error_status, synced_status, target_rejected_status
 from controller.store import JobStore, Key
 from controller.transitions import Event, StatusWriter
+from controller.vocabulary import (
+    COMPONENT,
+    FIELD_EXTERNAL_ID,
+    FIELD_NOTES,
+    FIELD_RESPONSE,
+    FIELD_STATUS,
+    OPERATIONS,
+    Reason,
+)
 
 log = logging.getLogger(__name__)
 
-SEGMENT_ATTACHMENT = "Voiceover + Video"
-ATTACHMENT_BY_OPERATION = {
-    "combine": SEGMENT_ATTACHMENT,
-    "concatenate": "Combined Segments Video",
-    "add_music": "Video + Music",
-}
 VIA_TEXT = {
     "spaces": "output file found on Spaces by polling",
     "nca-status": "NCA job-status API said done",
@@ -74,8 +76,7 @@ VIA_TEXT = {
 PERSISTENT_FAILURES = 3
 CHECK = "check"  # the stage that reads the Jobs rows before anything is written
 STAGES = (CHECK, "Segments", "Videos", "Jobs", "status")
-NOTE_AUTHOR = "mediajob-controller"
-_OUR_NOTE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ " + NOTE_AUTHOR + ": ")
+_OUR_NOTE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ " + COMPONENT + ": ")
 Verdict = Literal["write", "done", "ended"]
 Identity = tuple[str, int, str]  # uid, attempt, phase: one transition
 
@@ -104,11 +105,11 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
     writes: list[RowWrite] = []
     if status.phase == "Completed":
         url = status.output_url or ""
-        attachment = ATTACHMENT_BY_OPERATION.get(spec.operation)
-        if attachment and spec.target:
-            fields: dict[str, Any] = {attachment: [{"url": url}]}
-            if spec.target.table == "Segments":
-                fields[FIELD_STATUS] = "combined"
+        known = OPERATIONS.get(spec.operation)
+        if known and spec.target:
+            fields: dict[str, Any] = {known.attachment_field: [{"url": url}]}
+            if known.target_status is not None:
+                fields[FIELD_STATUS] = known.target_status
             writes.append(RowWrite(spec.target.table, spec.target.record_id, fields))
         via = status.completed_via or "unknown"
         payload = {
@@ -119,7 +120,7 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
             "source": "mediajob-controller",
         }
         notes = f"Completed: {VIA_TEXT.get(via, via)}."
-        if attachment and not spec.target:
+        if known and not spec.target:
             notes += " No Segment/Video row was linked, so only this row was updated."
         writes.append(
             RowWrite(
@@ -141,7 +142,7 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
 
 def note_line(moment: datetime, text: str) -> str:
     """One Notes line per write: when, and what happened."""
-    return f"{fmt_time(moment)} {NOTE_AUTHOR}: {' '.join(text.split())}"
+    return f"{fmt_time(moment)} {COMPONENT}: {' '.join(text.split())}"
 
 
 def append_note(existing: Any, line: str) -> str:
@@ -256,7 +257,7 @@ class _Pending:
     not_before: float = 0.0
     reported: bool = False
     checked: bool = False  # the Jobs row was read and may be written
-    outcome: str = "AirtableUpdated"  # the Synced reason once the writes are done
+    outcome: str = Reason.AIRTABLE_UPDATED  # the Synced reason once the writes are done
     jobs_notes: Any = None  # the Jobs row's Notes as read, to append to
     target_error: str | None = None
 
@@ -364,7 +365,7 @@ class WriteBack:
         """
         if (
             job.phase == "Completed"
-            and job.status.sync_reason == "TargetRejected"
+            and job.status.sync_reason == Reason.TARGET_REJECTED
             and job.key not in self._pending
         ):
             target = [w for w in planned_writes(job) if w.table != "Jobs"]
@@ -493,7 +494,7 @@ class WriteBack:
         item.writes.clear()
         jlog = logs.for_job(log, item.job)
         if verdict == "ended":
-            item.outcome = "EndedInAirtable"
+            item.outcome = Reason.ENDED_IN_AIRTABLE
             jlog.info("Jobs row %s was ended in Airtable by someone else: left as it is", write.record_id)
         else:
             jlog.info("Jobs row %s already holds this result; not writing it again", write.record_id)
@@ -584,7 +585,7 @@ class WriteBack:
         item.target_error = (
             f"The output could not be attached to {write.table} row {write.record_id}: {error}"
         )
-        item.outcome = "TargetRejected"
+        item.outcome = Reason.TARGET_REJECTED
         self._metrics.writeback_errors.labels(kind="rejected").inc()
         logs.for_job(log, item.job).warning("%s", item.target_error)
         self._advance(item)
@@ -618,7 +619,7 @@ class WriteBack:
                 job,
                 sync_error_status(job, now=self._now(), error=message),
                 guard=False,
-                event=Event("AirtableWriteFailing", message, warning=True),
+                event=Event(Reason.AIRTABLE_WRITE_FAILING, message, warning=True),
             )
         except KubeError as exc:
             logs.for_job(log, job).warning("could not record the write-back error: %s", exc)
@@ -635,10 +636,10 @@ class WriteBack:
             return
         now = self._now()
         event = None
-        if item.outcome == "TargetRejected":
+        if item.outcome == Reason.TARGET_REJECTED:
             error = item.target_error or "target rejected"
             patch = target_rejected_status(job, now=now, error=error)
-            event = Event("TargetRejected", error, warning=True)
+            event = Event(Reason.TARGET_REJECTED, error, warning=True)
         else:
             patch = synced_status(job, now=now, reason=item.outcome)
         try:

@@ -27,7 +27,7 @@ import kopf
 
 from controller.clients import RequestObserver, ignore_request
 from controller.clients.login import KubeLogin
-from controller.naming import GROUP, PLURAL, VERSION
+from controller.vocabulary import GROUP, PLURAL, VERSION
 
 SYSTEM = "kubernetes"
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from controller.clients.kube import Conflict, KubeClient
+from controller.vocabulary import OPERATIONS, SEGMENTS, VIDEOS
 from sandbox.controlplane import ControlPlane
 from tests.samples import mediajob_body
 
@@ -199,3 +200,20 @@ def test_consistent_specs_are_accepted(
     body["spec"].pop("target", None)
     body["spec"].update(spec)
     controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    ("operation", "table"),
+    [(op, table) for op in OPERATIONS for table in (SEGMENTS, VIDEOS)],
+)
+def test_the_crd_rules_agree_with_the_table_of_operations(
+    controlplane: ControlPlane, namespace: str, operation: str, table: str
+) -> None:
+    """controller.vocabulary.OPERATIONS is the one table: the API server must accept exactly its targets."""
+    body = json.loads(manifest("op"))
+    body["spec"].update(operation=operation, target={"table": table, "recordId": "recTGTaaaaaaaaaaa"})
+    result = controlplane.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+    )
+    expected = OPERATIONS[operation].target_table == table
+    assert (result.returncode == 0) == expected, result.stderr

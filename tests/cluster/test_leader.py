@@ -263,10 +263,10 @@ async def test_a_row_changed_in_airtable_ends_its_job_without_writing_airtable(
         world.airtable.set_fields(world.base_id, "Jobs", gone.record_id, {"Status": "failed"})
         first = await wait_phase(kube, namespace, done, "Completed")
         second = await wait_phase(kube, namespace, gone, "Failed")
-    assert (first["status"]["reason"], first["status"]["airtableSynced"]) == ("ChangedInAirtable", True)
+    assert (first["status"]["reason"], first["status"]["airtableSynced"]) == ("EndedInAirtable", True)
     assert first["status"]["outputUrl"] == "https://x.example/out.mp4"
     assert "completedVia" not in first["status"]
-    assert second["status"]["reason"] == "ChangedInAirtable"
+    assert second["status"]["reason"] == "EndedInAirtable"
     assert world.writes(done) == 0
     assert world.writes(gone) == 0
 

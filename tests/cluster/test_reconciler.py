@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.clients.kube import KubeClient
-from controller.naming import ANNOTATION_RECHECK, resource_name
+from controller.naming import resource_name
+from controller.vocabulary import ANNOTATION_RECHECK
 from controller.writeback import note_line
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World

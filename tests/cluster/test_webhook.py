@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from controller.clients.kube import KubeClient
-from controller.naming import ANNOTATION_RECHECK, resource_name
+from controller.naming import resource_name
 from controller.runtime import Runtime
+from controller.vocabulary import ANNOTATION_RECHECK
 from sandbox.controlplane import ControlPlane
 from sandbox.world import AIRTABLE_KEY, NCA_KEY, SeededJob, World
 from tests.harness import WEBHOOK_TOKEN, mediajob, running, settings_for, until, wait_synced

@@ -52,9 +52,9 @@ def test_failure_statuses(decision: Fail | TimeOut, phase: str, reason: str) -> 
 def test_ended_in_airtable_is_synced_without_a_write() -> None:
     status = transition_status(job(), EndedInAirtable("Completed", "marked completed"), now=NOW, checks=2)
     assert status["airtableSynced"] is True
-    assert status["reason"] == "ChangedInAirtable"
+    assert status["reason"] == "EndedInAirtable"
     assert cond(status, "Synced")["status"] == "True"
-    assert cond(status, "Synced")["reason"] == "ChangedInAirtable"
+    assert cond(status, "Synced")["reason"] == "EndedInAirtable"
     assert cond(status, "Ready")["status"] == "True"
 
 
