@@ -22,10 +22,11 @@ install: $(STAMP) ## Create .venv and install the package with its test tools
 controlplane: ## Build (or reuse) etcd, kube-apiserver and kubectl from Go modules (cached per version)
 	bash hack/controlplane/build.sh
 
-lint: install ## ruff and mypy --strict
+lint: install ## ruff, mypy --strict and the layering rule (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 promtool: ## Install promtool (Debian's prometheus package) where it is missing: the alert rules' unit tests need it
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
@@ -77,7 +78,7 @@ manifests: controlplane ## Render manifests/install.yaml from manifests/default,
 node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-scheduler, kube-proxy (cached per version)
 	bash hack/node/build.sh
 
-e2e: install controlplane node ## Only the real single-node cluster (root + Docker): README install, failovers (docs/e2e.md)
+e2e: install controlplane node promtool helm ## Only the real single-node cluster (root + Docker): README install, failovers (docs/e2e.md)
 	bash hack/e2e.sh
 
 clean: ## Remove the venv and caches (not the control-plane binaries)

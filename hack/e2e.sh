@@ -5,17 +5,24 @@
 #   2. The controller and sandbox images are built and imported into the node's containerd; the
 #      controller also as ghcr.io/phi-dev/mediajob-controller:0.1.0, the name the manifests use.
 #   3. The simulators are deployed in-cluster (manifests/e2e, namespace mediajob-e2e).
-#   4. The README's install block (between <!-- install:begin --> and <!-- install:end -->) runs
-#      VERBATIM with `bash -euo pipefail` in a temporary copy of the repo whose
-#      manifests/default/config.env points at the simulators.
-#   5. Checks: 2 replicas Ready with no restarts; the mirror's MediaJobs all Ready; webhooks answered
-#      through the controller's Service; `kubectl delete pod <leader>` and `kubectl rollout restart`
-#      each move the Lease within 20 s, with jobs in flight and no doubled Airtable write;
-#      `kubectl mediajob stats` against the cluster; docs/operations.md's uninstall block, verbatim,
-#      keeps the CRD and every MediaJob. Then pods, leader changes and job phases.
+#   4. A real Prometheus (Debian's) starts on the host, configured from manifests/monitoring as the
+#      Prometheus Operator would (hack/prometheus_config.py), scraping every controller pod.
+#   5. Helm: README's Helm block (between <!-- install-helm:begin --> and <!-- install-helm:end -->)
+#      runs VERBATIM with `bash -euo pipefail` in a temporary copy of the repo with a my-values.yaml
+#      pointing at the simulators. Checks: 2 replicas Ready, one Lease holder, the mirror's MediaJobs
+#      all Ready, webhooks answered through the controller's Service, exactly 2 Airtable writes per
+#      job, Prometheus scraping 2 targets with one leader; `kubectl delete pod <leader>` moves the
+#      Lease within 20 s with jobs in flight and no doubled write; `kubectl mediajob stats`;
+#      docs/operations.md's Helm uninstall block keeps the CRD and every MediaJob.
+#   6. kustomize: the README's install block (<!-- install:begin --> ... <!-- install:end -->) in
+#      another copy whose manifests/default/config.env points at the simulators, over the CRD Helm
+#      kept. The same checks, a `kubectl rollout restart` too, 30 s without restarts or liveness
+#      failures; then the job gauges summed over both replicas in Prometheus equal the Processing
+#      MediaJobs; the uninstall block keeps every MediaJob, and MediaJobControllerDown fires.
+#   7. Pods, leader changes, job phases and per-phase timings.
 #
 #   hack/e2e.sh --print-install-block [FILE [MARKER]]  # only extract a block (used by the tests);
-#                                                     # MARKER install (README) or uninstall (docs/operations.md)
+#     # MARKER install or install-helm (README), uninstall or uninstall-helm (docs/operations.md)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -71,7 +78,8 @@ cleanup() {
     kubectl -n mediajob-system logs deployment/mediajob-controller --tail=40 >&2 || true
     kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -25 >&2 || true
   fi
-  if [[ -n ${watcher:-} ]]; then kill "$watcher" 2>/dev/null; fi
+  if ((rc != 0)) && [[ -f $work/prometheus.log ]]; then tail -20 "$work/prometheus.log" >&2; fi
+  for pid in ${watcher:-} ${discoverer:-} ${prometheus_pid:-}; do kill "$pid" 2>/dev/null; done
   if [[ -z ${KEEP_NODE:-} ]]; then
     bash "$repo/hack/node/down.sh" || true
   else
@@ -113,35 +121,53 @@ report_url="http://$(kubectl -n mediajob-e2e get service mediajob-sandbox -o jso
 report() { curl -sf --max-time 5 "$report_url/report"; }
 for i in $(seq 30); do report >/dev/null && break; ((i < 30)) || fail "the sandbox report port does not answer"; sleep 1; done
 
-phase "README install block"
-# A copy of the repo as a user would have it (tracked files, as in this work tree).
-git ls-files -z | tar --null -T - -c | tar -x -C "$work"
-config_env=$work/manifests/default/config.env
-[[ -f $config_env ]] || config_env=$work/manifests/manager/config.env
-set_config() { # set_config KEY VALUE: edit the line, as a user would in their editor
-  if grep -q "^$1=" "$config_env"; then sed -i "s#^$1=.*#$1=$2#" "$config_env"; else echo "$1=$2" >>"$config_env"; fi
+phase "Prometheus"
+# Debian's prometheus on the host, configured from manifests/monitoring as the Prometheus Operator
+# would (hack/prometheus_config.py): it scrapes every controller pod through the EndpointSlices of
+# the Service the ServiceMonitor selects; the rules are the PrometheusRule's, with
+# MediaJobControllerDown's `for: 5m` shortened to 10 s.
+command -v prometheus >/dev/null || fail "prometheus is missing (make promtool installs Debian's package)"
+prom_dir=$work/prometheus
+"$repo/.venv/bin/python" hack/prometheus_config.py config "$prom_dir" --for MediaJobControllerDown=10s
+promtool check config "$prom_dir/prometheus.yml" >/dev/null
+prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
+  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
+prometheus_pid=$!
+monitor_selector=$("$repo/.venv/bin/python" hack/prometheus_config.py selector)
+discover() { # background: the ServiceMonitor's targets, rewritten every second (the discovery's watch)
+  while :; do
+    kubectl -n "$ns" get endpointslices -l "$monitor_selector" -o json 2>/dev/null |
+      "$repo/.venv/bin/python" hack/prometheus_config.py targets "$prom_dir" 2>/dev/null || true
+    sleep 1
+  done
 }
-sim=mediajob-sandbox.mediajob-e2e
-set_config AIRTABLE_API_URL "http://$sim:8081"
-set_config AIRTABLE_BASE_ID appSANDBOXworld01
-set_config NCA_API_URL "http://$sim:8082"
-set_config SPACES_BASE_URL "http://$sim:8083/phi-bucket"
-set_config POLLING_INTERVAL_MINUTES 0.25
-echo "config: ${config_env#"$work"/}"; sed 's/^/  /' "$config_env"
-install_block "${E2E_README:-$repo/README.md}" >"$work/install.sh"
-echo "--- the README's install block:"; sed 's/^/  | /' "$work/install.sh"
-# The simulators' fixed keys (sandbox/world.py); WEBHOOK_TOKEN is the one manifests/e2e sends.
-export AIRTABLE_API_KEY=patSandboxWorld.0123456789abcdef NCA_API_KEY=nca-sandbox-world-key-0123 \
-  WEBHOOK_TOKEN=e2e-webhook-token
-(cd "$work" && bash -euo pipefail install.sh)
-
 ns=mediajob-system
+discover &
+discoverer=$!
+promql() { # promql EXPR: the instant vector's single value, or "none" when it is empty
+  curl -sf --max-time 5 "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" |
+    python3 -c 'import json,sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "none")'
+}
+for i in $(seq 30); do promql 'vector(1)' >/dev/null 2>&1 && break; ((i < 30)) || fail "Prometheus does not answer"; sleep 1; done
+echo "Prometheus on 127.0.0.1:$prom_port scrapes the endpoints of Services labelled $monitor_selector"
+prom_until() { # prom_until WANT EXPR [SECONDS]: wait until EXPR's value is WANT
+  local got
+  for i in $(seq "${3:-60}"); do
+    got=$(promql "$2" 2>/dev/null || echo "error")
+    [[ $got == "$1" ]] && return
+    sleep 1
+  done
+  fail "Prometheus: $2 is $got, want $1"
+}
+
 kc() { kubectl -n "$ns" "$@"; }
 holder() { kc get lease mediajob-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true; }
-controller_pods() { kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
 leader_log=()
 note_leader() { leader_log+=("$(date -u +%H:%M:%S) $1"); echo "leader: $1"; }
+want=0
 all_mediajobs_ready() { # every job in the report has its MediaJob, and all are Ready
+  want=$(report | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
   for i in $(seq 90); do
     have=$(kc get mediajobs --no-headers 2>/dev/null | wc -l)
     ((have >= want)) && break
@@ -149,31 +175,8 @@ all_mediajobs_ready() { # every job in the report has its MediaJob, and all are 
     sleep 2
   done
   kc wait --for=condition=Ready mediajob --all --timeout=300s >/dev/null
+  echo "all $want MediaJobs Ready"
 }
-
-phase "2 replicas Ready"
-kc rollout status deployment/mediajob-controller --timeout=180s
-ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
-[[ $ready == 2 ]] || fail "want 2 Ready replicas, have ${ready:-0}"
-for i in $(seq 60); do [[ -n $(holder) ]] && break; ((i < 60)) || fail "no pod took the Lease"; sleep 1; done
-note_leader "$(holder) holds the Lease"
-
-phase "MediaJobs Ready"
-want=$(report | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
-all_mediajobs_ready
-echo "all $want MediaJobs Ready"
-
-phase "webhook through the Service"
-answered=$(report | python3 -c 'import json,sys; print(sum(1 for w in json.load(sys.stdin)["webhooks"] if w["status"] and 200 <= w["status"] < 300))')
-echo "webhooks from the NCA simulator's pod answered 2xx through http://mediajob-controller.$ns:8080: $answered"
-((answered >= 1)) || fail "no webhook reached a controller pod through the Service"
-# and one from here, through the Service's ClusterIP (kube-proxy), with a wrong and the right token
-svc=$(kc get service mediajob-controller -o jsonpath='{.spec.clusterIP}')
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=wrong" -d '{}')
-[[ $code == 401 ]] || fail "a wrong webhook token answered $code, want 401"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=$WEBHOOK_TOKEN" -d '{"id":"x"}')
-[[ $code == 400 ]] || fail "a malformed webhook answered $code, want 400"
-echo "ClusterIP $svc:8080 answers 401 to a wrong token, 400 to a malformed body"
 
 check_writes() { # no Airtable row written more than once per job (Jobs row + target row = 2)
   report | python3 -c '
@@ -185,7 +188,51 @@ for j in bad:
     print("  job %s (%s): %d writes, want 2" % (j["record_id"], j["status"], j["writes"]))
 sys.exit(1 if bad else 0)' || fail "doubled (or missing) Airtable writes"
 }
-check_writes
+
+user_copy() { # user_copy DIR: the repo as a user has it (tracked files, as in this work tree)
+  mkdir -p "$1"
+  git ls-files -z | tar --null -T - -c | tar -x -C "$1"
+}
+sim=mediajob-sandbox.mediajob-e2e
+# The simulators' fixed keys (sandbox/world.py); WEBHOOK_TOKEN is the one manifests/e2e sends.
+export AIRTABLE_API_KEY=patSandboxWorld.0123456789abcdef NCA_API_KEY=nca-sandbox-world-key-0123 \
+  WEBHOOK_TOKEN=e2e-webhook-token
+run_block() { # run_block DIR FILE MARKER: the documented block, shown, then run verbatim in DIR
+  install_block "$2" "$3" >"$1/$3.sh"
+  echo "--- the block between <!-- $3:begin --> and <!-- $3:end --> in ${2#"$repo"/}:"
+  sed 's/^/  | /' "$1/$3.sh"
+  (cd "$1" && bash -euo pipefail "$3.sh")
+}
+
+verify_install() { # verify_install PATH: 2 Ready replicas, one Lease holder, the jobs done, webhooks
+  phase "$1: 2 replicas Ready"
+  kc rollout status deployment/mediajob-controller --timeout=180s
+  ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
+  [[ $ready == 2 ]] || fail "want 2 Ready replicas, have ${ready:-0}"
+  for i in $(seq 60); do [[ -n $(holder) ]] && break; ((i < 60)) || fail "no pod took the Lease"; sleep 1; done
+  note_leader "$(holder) holds the Lease ($1)"
+
+  phase "$1: MediaJobs Ready"
+  all_mediajobs_ready
+
+  phase "$1: webhook through the Service"
+  answered=$(report | python3 -c 'import json,sys; print(sum(1 for w in json.load(sys.stdin)["webhooks"] if w["status"] and 200 <= w["status"] < 300))')
+  echo "webhooks from the NCA simulator's pod answered 2xx through http://mediajob-controller.$ns:8080: $answered"
+  ((answered >= 1)) || fail "no webhook reached a controller pod through the Service"
+  # and one from here, through the Service's ClusterIP (kube-proxy), with a wrong and the right token
+  svc=$(kc get service mediajob-controller -o jsonpath='{.spec.clusterIP}')
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=wrong" -d '{}')
+  [[ $code == 401 ]] || fail "a wrong webhook token answered $code, want 401"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$svc:8080/webhooks/nca?token=$WEBHOOK_TOKEN" -d '{"id":"x"}')
+  [[ $code == 400 ]] || fail "a malformed webhook answered $code, want 400"
+  echo "ClusterIP $svc:8080 answers 401 to a wrong token, 400 to a malformed body"
+  check_writes
+
+  phase "$1: Prometheus scrapes both replicas"
+  prom_until 2 'count(up{job="mediajob-controller-metrics"} == 1)'
+  prom_until 1 'sum(mediajob_leader)'
+  echo "2 targets up, sum(mediajob_leader) = 1"
+}
 
 watch_lease() { # background: every holder change and every controller pod's end, with times
   local last="-" known=" " ending=" " now h pods p
@@ -212,7 +259,6 @@ failover() { # failover LABEL ACTION...: jobs in flight, the action, then a new 
   local old new
   old=$(holder)
   curl -sf -X POST "$report_url/jobs?count=6" >/dev/null
-  want=$((want + 6))
   note_leader "$old leads; $label"
   "$@"
   for i in $(seq 300); do
@@ -224,31 +270,34 @@ failover() { # failover LABEL ACTION...: jobs in flight, the action, then a new 
 }
 
 lease_changes() { # every change in the watch log; fails unless each followed its holder's end within 20 s
+  # The watcher looks at the holder and the pods one after the other, every ~0.2 s plus two kubectl
+  # calls: a leader that ends and hands over between two looks shows its end up to one look after
+  # the change. So an end recorded up to 2 s after the change still explains it.
   python3 - "$1" <<'PY'
 import sys
-ended, holder, since, bad = {}, None, None, 0
-for line in open(sys.argv[1]):
-    t, what, name = line.split()
-    t = float(t)
+events = [(float(t), what, name) for t, what, name in (line.split() for line in open(sys.argv[1]))]
+ended = {}
+for t, what, name in events:
     if what == "ending":
         ended.setdefault(name, t)
-    elif name != "none":
-        if holder and name != holder:
-            if holder in ended:
-                gap = t - ended[holder]
-                ok = gap <= 20
-                print(f"  {holder} -> {name}: {gap:.1f} s after {holder} began to end{'' if ok else '  (over 20 s)'}")
-            else:
-                ok = False
-                print(f"  {holder} -> {name}: the Lease moved although {holder} was not ending")
-            bad += not ok
-        holder = name
+holder, bad = None, 0
+for t, what, name in events:
+    if what != "holder" or name == "none":
+        continue
+    if holder and name != holder:
+        if holder in ended and ended[holder] <= t + 2:
+            gap = max(t - ended[holder], 0.0)
+            ok = gap <= 20
+            print(f"  {holder} -> {name}: {gap:.1f} s after {holder} began to end{'' if ok else '  (over 20 s)'}")
+        else:
+            ok = False
+            print(f"  {holder} -> {name}: the Lease moved although {holder} was not ending")
+        bad += not ok
+    holder = name
 sys.exit(1 if bad else 0)
 PY
 }
 
-watch_lease >"$work/lease.log" &
-watcher=$!
 settled() { # exactly two controller pods, both Ready, none ending
   for i in $(seq 300); do
     pods=$(kc get pods -l app.kubernetes.io/name=mediajob-controller --no-headers 2>/dev/null | grep -c . || true)
@@ -259,60 +308,130 @@ settled() { # exactly two controller pods, both Ready, none ending
   done
 }
 
-phase "failover: delete the leader"
-failover "kubectl delete pod" kc delete pod "$(holder)" --wait=false
-settled
+failovers() { # failovers PATH [restart]: delete the leader (and roll the Deployment); the Lease moves in time
+  watch_lease >"$work/lease-$1.log" &
+  watcher=$!
+  phase "$1: failover, delete the leader"
+  failover "kubectl delete pod" kc delete pod "$(holder)" --wait=false
+  settled
+  if [[ ${2:-} == restart ]]; then
+    phase "$1: failover, rollout restart"
+    failover "kubectl rollout restart" kc rollout restart deployment/mediajob-controller
+    kc rollout status deployment/mediajob-controller --timeout=240s
+    for i in $(seq 150); do # the Lease may move twice: old leader -> old replica -> new replica
+      pods=$(kc get pods -l app.kubernetes.io/name=mediajob-controller \
+        -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null || true)
+      h=$(holder)
+      [[ -n $h ]] && grep -qx "$h=" <<<"$pods" && [[ $(grep -c . <<<"$pods") == 2 ]] && break
+      ((i < 150)) || fail "after the rollout the Lease is held by ${h:-nobody}, not a running replica"
+      sleep 0.2
+    done
+  fi
+  sleep 1
+  kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; watcher=
+  echo "Lease changes (each within 20 s of the old holder's pod beginning to end):"
+  lease_changes "$work/lease-$1.log" | tee -a "$work/lease-changes.txt" || fail "a Lease change was late or unexplained"
 
-phase "failover: rollout restart"
-failover "kubectl rollout restart" kc rollout restart deployment/mediajob-controller
-kc rollout status deployment/mediajob-controller --timeout=240s
-for i in $(seq 150); do # the Lease may move twice: old leader -> old replica -> new replica
-  pods=$(kc get pods -l app.kubernetes.io/name=mediajob-controller \
-    -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null || true)
-  h=$(holder)
-  [[ -n $h ]] && grep -qx "$h=" <<<"$pods" && [[ $(grep -c . <<<"$pods") == 2 ]] && break
-  ((i < 150)) || fail "after the rollout the Lease is held by ${h:-nobody}, not a running replica"
-  sleep 0.2
-done
-sleep 1
-kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
-echo "Lease changes (each within 20 s of the old holder's pod beginning to end):"
-lease_changes "$work/lease.log" | tee "$work/lease-changes.txt" || fail "a Lease change was late or unexplained"
+  phase "$1: all jobs done, no doubled write"
+  all_mediajobs_ready
+  check_writes
+}
 
-phase "all jobs done, no doubled write"
-all_mediajobs_ready
-check_writes
+no_restarts() { # no_restarts CHECKS: both replicas stay Ready; no restart, no liveness failure
+  # Readiness fails by design while a replica starts; after that both stay Ready, and liveness never fails.
+  for _ in $(seq "$1"); do
+    ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
+    [[ $ready == 2 ]] || fail "want 2 Ready replicas after the failovers, have ${ready:-0}"
+    sleep 2
+  done
+  restarts=$(kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
+  ((restarts == 0)) || fail "controller containers restarted $restarts times"
+  liveness=$(kc get events --field-selector reason=Unhealthy -o jsonpath='{range .items[*]}{.involvedObject.name}: {.message}{"\n"}{end}' | grep -i liveness || true)
+  [[ -z $liveness ]] || fail "liveness probe failures: $liveness"
+  echo "2 replicas Ready, 0 restarts, no liveness failure"
+}
 
-phase "probes and restarts"
-# Readiness fails by design while a replica starts; after that both stay Ready, and liveness never fails.
-for _ in $(seq "${E2E_SOAK_CHECKS:-15}"); do
-  ready=$(kc get deployment mediajob-controller -o jsonpath='{.status.readyReplicas}')
-  [[ $ready == 2 ]] || fail "want 2 Ready replicas after the failovers, have ${ready:-0}"
-  sleep 2
-done
-restarts=$(kc get pods -l app.kubernetes.io/name=mediajob-controller -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
-((restarts == 0)) || fail "controller containers restarted $restarts times"
-liveness=$(kc get events --field-selector reason=Unhealthy -o jsonpath='{range .items[*]}{.involvedObject.name}: {.message}{"\n"}{end}' | grep -i liveness || true)
-[[ -z $liveness ]] || fail "liveness probe failures: $liveness"
-echo "2 replicas Ready through the soak, 0 restarts, no liveness failure"
+uninstall() { # uninstall PATH DIR MARKER: docs/operations.md's block; every MediaJob and the CRD stay
+  phase "$1: documented uninstall keeps every MediaJob"
+  local before after
+  before=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+  run_block "$2" "$repo/docs/operations.md" "$3"
+  for i in $(seq 60); do
+    [[ -z $(kc get pods -l app.kubernetes.io/name=mediajob-controller --no-headers 2>/dev/null) ]] && break
+    ((i < 60)) || fail "controller pods still running after the uninstall"
+    sleep 1
+  done
+  [[ -z $(kc get deployment -l app.kubernetes.io/name=mediajob-controller -o name) ]] ||
+    fail "the uninstall left the Deployment"
+  after=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+  [[ $before == "$after" ]] || fail "the uninstall lost MediaJobs"
+  kubectl get crd mediajobs.media.phi.dev >/dev/null || fail "the uninstall deleted the CRD"
+  echo "uninstalled; the CRD and all $(grep -c . <<<"$after") MediaJobs are still there"
+}
 
-phase "kubectl mediajob stats"
+# --- Path 1: Helm, on the fresh cluster (the chart installs the CRD) ---
+phase "helm: README's Helm block"
+helm_bin=$(bash hack/helm/build.sh)
+export PATH=$(dirname "$helm_bin"):$PATH
+helm_copy=$work/helm-user
+user_copy "$helm_copy"
+cat >"$helm_copy/my-values.yaml" <<VALUES
+config:
+  AIRTABLE_API_URL: http://$sim:8081
+  AIRTABLE_BASE_ID: appSANDBOXworld01
+  NCA_API_URL: http://$sim:8082
+  SPACES_BASE_URL: http://$sim:8083/phi-bucket
+  POLLING_INTERVAL_MINUTES: "0.25"
+VALUES
+echo "my-values.yaml:"; sed 's/^/  /' "$helm_copy/my-values.yaml"
+run_block "$helm_copy" "${E2E_README:-$repo/README.md}" install-helm
+helm -n "$ns" status mediajob-controller | sed -n '1,6p'
+verify_install helm
+failovers helm
+phase "helm: kubectl mediajob stats"
+PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"
+uninstall helm "$helm_copy" uninstall-helm
+[[ -z $(helm -n "$ns" list -q) ]] || fail "helm still lists a release"
+
+# --- Path 2: the README's kustomize block, over the CRD the Helm release kept ---
+phase "kustomize: README install block"
+curl -sf -X POST "$report_url/jobs?count=6" >/dev/null # new work for the new install
+kustomize_copy=$work/kustomize-user
+user_copy "$kustomize_copy"
+config_env=$kustomize_copy/manifests/default/config.env
+set_config() { # set_config KEY VALUE: edit the line, as a user would in their editor
+  if grep -q "^$1=" "$config_env"; then sed -i "s#^$1=.*#$1=$2#" "$config_env"; else echo "$1=$2" >>"$config_env"; fi
+}
+set_config AIRTABLE_API_URL "http://$sim:8081"
+set_config AIRTABLE_BASE_ID appSANDBOXworld01
+set_config NCA_API_URL "http://$sim:8082"
+set_config SPACES_BASE_URL "http://$sim:8083/phi-bucket"
+set_config POLLING_INTERVAL_MINUTES 0.25
+echo "config: ${config_env#"$kustomize_copy"/}"; sed 's/^/  /' "$config_env"
+run_block "$kustomize_copy" "${E2E_README:-$repo/README.md}" install
+verify_install kustomize
+failovers kustomize restart
+phase "kustomize: probes and restarts"
+no_restarts "${E2E_SOAK_CHECKS:-15}"
+phase "kustomize: kubectl mediajob stats"
 PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"
 
-phase "documented uninstall keeps every MediaJob"
-before=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
-install_block "$repo/docs/operations.md" uninstall >"$work/uninstall.sh"
-echo "--- docs/operations.md's uninstall block:"; sed 's/^/  | /' "$work/uninstall.sh"
-(cd "$work" && bash -euo pipefail uninstall.sh)
-for i in $(seq 60); do
-  [[ -z $(kc get pods -l app.kubernetes.io/name=mediajob-controller --no-headers 2>/dev/null) ]] && break
-  ((i < 60)) || fail "controller pods still running after the uninstall"
-  sleep 1
-done
-after=$(kc get mediajobs -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
-[[ $before == "$after" ]] || fail "the uninstall lost MediaJobs"
-kubectl get crd mediajobs.media.phi.dev >/dev/null || fail "the uninstall deleted the CRD"
-echo "uninstalled; the CRD and all $(grep -c . <<<"$after") MediaJobs are still there"
+phase "Prometheus: job gauges summed over replicas"
+# Jobs NCA keeps running for 10 minutes stay Processing: the leader's gauge counts them, the
+# follower's is empty, so the sum over both targets must equal what the API server holds.
+curl -sf -X POST "$report_url/jobs?count=3&running_s=600" >/dev/null
+processing() { kc get mediajobs -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Processing$' || true; }
+for i in $(seq 60); do [[ $(processing) == 3 ]] && break; ((i < 60)) || fail "want 3 Processing MediaJobs, have $(processing)"; sleep 1; done
+prom_until 3 'sum(mediajob_processing_jobs)'
+prom_until 0 'sum(mediajob_writeback_backlog)'
+[[ $(processing) == 3 ]] || fail "the Processing count moved while Prometheus was read"
+[[ $(promql 'ALERTS{alertname="MediaJobControllerDown"}') == none ]] || fail "MediaJobControllerDown is active with 2 replicas up"
+echo "sum(mediajob_processing_jobs) = 3 = Processing MediaJobs; backlog 0; MediaJobControllerDown silent"
+
+uninstall kustomize "$kustomize_copy" uninstall
+phase "Prometheus: MediaJobControllerDown fires"
+prom_until 1 'ALERTS{alertname="MediaJobControllerDown",alertstate="firing"}' 90
+echo "no replica scraped: MediaJobControllerDown firing"
 
 phase "summary"
 echo "--- pods"; kubectl get pods -A -o wide

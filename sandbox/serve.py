@@ -8,7 +8,8 @@ over the next minute; most of their webhooks are dropped. It runs until SIGTERM.
 A fourth port (8084) is for the end-to-end checks, never for the controller: ``GET /report`` lists
 each seeded job with the Airtable writes that touched its rows (a doubled write shows as more than 2)
 and the webhooks sent with the controller's answers,
-and ``POST /jobs?count=N`` seeds N more jobs, e.g. just before a leader is killed.
+and ``POST /jobs?count=N`` seeds N more jobs, e.g. just before a leader is killed
+(``&running_s=S``: each runs S seconds at NCA, to keep jobs processing while gauges are read).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ OPERATIONS = ("combine", "concatenate", "add_music")
 log = logging.getLogger("sandbox.serve")
 
 
-def seed(world: World, args: argparse.Namespace, rng: random.Random, count: int) -> None:
+def seed(
+    world: World, args: argparse.Namespace, rng: random.Random, count: int, running_s: float | None = None
+) -> None:
     for _ in range(count):
         world.add_job(
             OPERATIONS[len(world.jobs) % len(OPERATIONS)],
             webhook_url=args.webhook_url,
             queued_s=rng.uniform(5, 30),
-            running_s=rng.uniform(5, 30),
+            running_s=rng.uniform(5, 30) if running_s is None else running_s,
             drop_webhook=rng.random() < args.drop_rate,
         )
 
@@ -59,8 +62,12 @@ def report_app(world: World, args: argparse.Namespace, rng: random.Random) -> we
         )
 
     async def add_jobs(request: web.Request) -> web.Response:
-        count = int(request.query.get("count", "1"))
-        seed(world, args, rng, count)
+        try:
+            count = int(request.query.get("count", "1"))
+            running_s = float(request.query["running_s"]) if "running_s" in request.query else None
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"count and running_s must be numbers: {exc}") from None
+        seed(world, args, rng, count, running_s)
         return web.json_response({"jobs": len(world.jobs)})
 
     app = web.Application()
