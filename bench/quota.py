@@ -37,7 +37,7 @@ from pathlib import Path
 
 from controller.airtable_push import PingReceiver, PushSource, WebhookState
 from controller.budget import QuotaLinger
-from controller.changes import ChangeSource, FullListing, IncrementalPolling
+from controller.changes import ChangeBatch, ChangeSource, IncrementalPolling, list_processing
 from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
 from controller.metrics import Metrics
@@ -64,6 +64,20 @@ TARGET_FIELDS = {
     "Videos": {"Combined Segments Video": [{"url": "https://x/y.mp4"}]},
 }
 MODES = ("seed", "ours: full listing (before)", PUSH, FALLBACK)
+
+
+class FullListing:
+    """The seed's mirror, kept as the baseline: every `processing` row, every interval."""
+
+    def __init__(self, airtable: AirtableClient, table: str) -> None:
+        self._airtable = airtable
+        self._table = table
+
+    async def next_batch(self) -> ChangeBatch:
+        return ChangeBatch(await list_processing(self._airtable, self._table), complete=True)
+
+    async def wait(self, interval: float) -> None:
+        await asyncio.sleep(interval)
 
 
 class MemoryStore:

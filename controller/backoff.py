@@ -1,4 +1,5 @@
-"""Retry timing shared by every outside call: exponential backoff with jitter, and a rate limiter.
+"""Timing shared by the outside calls: exponential backoff with jitter, a rate limiter with
+priorities, and the pacer that keeps the limiter's spacing at the moment a request is sent.
 
 Kept apart from the clients so that the timing rules are pure, testable and the same everywhere.
 """

@@ -1,10 +1,10 @@
 """Where the mirror learns which Jobs rows to look at: a change source.
 
 Airtable caps API calls per month (1,000 on Free, 100,000 on Team), so how the mirror finds rows
-is a quota decision. A source hands the mirror a batch of `processing` rows and says how much of
-the table it covers:
+is a quota decision. The seed listed every `processing` row every interval, one call per 100 rows
+even when idle (`bench.quota.FullListing` keeps it as the benchmarks' baseline). A source hands
+the mirror a batch of `processing` rows and says how much of the table it covers:
 
-- `FullListing`: every `processing` row, every interval (one call per 100 rows, even when idle);
 - `IncrementalPolling`: only rows modified since the last cycle (`LAST_MODIFIED_TIME()`), and every
   row on a long period: the fallback when change notifications are not configured;
 - `controller.airtable_push.PushSource`: Airtable's webhooks (near-zero calls when idle).
@@ -72,20 +72,6 @@ async def list_processing(airtable: AirtableClient, table: str) -> list[dict[str
         return await airtable.list_records(
             table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
         )
-
-
-class FullListing:
-    """The original mirror: every `processing` row, every interval."""
-
-    def __init__(self, airtable: AirtableClient, table: str) -> None:
-        self._airtable = airtable
-        self._table = table
-
-    async def next_batch(self) -> ChangeBatch:
-        return ChangeBatch(await list_processing(self._airtable, self._table), complete=True)
-
-    async def wait(self, interval: float) -> None:
-        await asyncio.sleep(interval)
 
 
 def airtable_time(moment: datetime) -> str:

@@ -1,8 +1,10 @@
 """Airtable → MediaJobs: one resource per Jobs row in `processing`, created once.
 
-A cycle costs one Airtable request per 100 processing rows. Rows already mirrored cost nothing
-more; a row that cannot be parsed costs one Notes write, once; a row that left `processing`
-behind our back costs one read to learn how it ended.
+A cycle takes one batch from its change source (controller.changes: incremental polling, or
+Airtable's webhooks through controller.airtable_push), which decides what the cycle costs. Rows
+already mirrored cost nothing more; a row that cannot be parsed costs one Notes write, once; a row
+that left `processing` behind our back costs one read to learn how it ended. `ensure_mediajob` is
+the one way a Jobs row becomes a MediaJob: the early webhook (controller.receiver) uses it too.
 
 The spec is patched only for a re-submission (contract section 2): the row's External Job ID
 changed, or the row is `processing` again after the controller's result was written. The patch
@@ -16,22 +18,21 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from controller.changes import ChangeBatch, ChangeSource, FullListing
+from controller.changes import ChangeBatch, ChangeSource
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import Conflict, KubeClient, KubeError
 from controller.decide import EndedInAirtable, decide_airtable_row
 from controller.metrics import Metrics
 from controller.model import JobSpec, MediaJob, fmt_time, new_object, utcnow
 from controller.naming import UnsafeIdError, check_record_id, resource_name
-from controller.rows import JobRow, RowError, parse_job_row
+from controller.rows import JobRow, RowError, append_note, parse_job_row
 from controller.store import JobStore, Key
 from controller.transitions import Transitions
-from controller.vocabulary import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS, LABEL_EXTERNAL_ID, MANAGED_BY
+from controller.vocabulary import FIELD_NOTES, FIELD_RESPONSE, FIELD_STATUS, LABEL_EXTERNAL_ID
 
 log = logging.getLogger(__name__)
-PROCESSING_FORMULA = "{Status}='processing'"
 NOTE_PREFIX = "mediajob-controller cannot track this job:"
 CREATE_CONCURRENCY = 8
 
@@ -80,10 +81,47 @@ def resubmission_patch(job: MediaJob, row: JobRow, now: datetime) -> dict[str, A
 def invalid_note(existing: Any, reason: str) -> str | None:
     """The Notes text to write for a bad row, or None if it already says so. Pure."""
     line = f"{NOTE_PREFIX} {reason}"
-    text = existing if isinstance(existing, str) else ""
-    if line in text:
+    if isinstance(existing, str) and line in existing:
         return None
-    return f"{text.rstrip()}\n{line}" if text.strip() else line
+    return append_note(existing, line)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ensured:
+    """What `ensure_mediajob` did, and the object the API server answered with, if it answered one."""
+
+    action: Literal["created", "kept", "resubmitted", "raced"]
+    raw: dict[str, Any] | None = None
+
+
+async def ensure_mediajob(
+    kube: KubeClient,
+    namespace: str,
+    row: JobRow,
+    existing: MediaJob | None,
+    *,
+    now: datetime,
+    result_written: bool = False,
+) -> Ensured:
+    """The MediaJob of a `processing` Jobs row: created if absent, a new attempt if the row was sent again.
+
+    The mirror and an early webhook both come here, so the two cannot disagree on what a row
+    means. A 409 is `raced` (someone was faster: the watch brings their object, the next look
+    decides); any other API error is raised, a 400 or 422 included, for the caller to report.
+    """
+    if existing is None:
+        body = new_object(resource_name(row.record_id), namespace, JobSpec.from_row(row))
+        try:
+            return Ensured("created", await kube.create_mediajob(body))
+        except Conflict:
+            return Ensured("raced")
+    if not existing.managed or not is_resubmission(existing, row, result_written=result_written):
+        return Ensured("kept")
+    try:
+        patch = resubmission_patch(existing, row, now)
+        return Ensured("resubmitted", await kube.patch_mediajob(existing.namespace, existing.name, patch))
+    except Conflict:
+        return Ensured("raced")
 
 
 def unreadable(record: Any, exc: Exception) -> RowError:
@@ -109,10 +147,10 @@ class Mirror:
         namespace: str,
         interval: float,
         now: Callable[[], datetime] = utcnow,
-        source: ChangeSource | None = None,
+        source: ChangeSource,
     ) -> None:
         self._airtable = airtable
-        self._source = source or FullListing(airtable, jobs_table)
+        self._source = source
         self._kube = kube
         self._store = store
         self._transitions = transitions
@@ -171,12 +209,11 @@ class Mirror:
         report.rows = len(records)
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
-        missing: list[tuple[Any, JobSpec, Key]] = []
-        resubmitted: list[tuple[MediaJob, JobRow]] = []
+        missing: list[tuple[Any, JobRow, Key]] = []
+        resubmitted: list[tuple[MediaJob, JobRow, bool]] = []
         for record in records:
             try:
                 row = parse_job_row(record)
-                spec = JobSpec.from_row(row)
                 key = (self._namespace, resource_name(row.record_id))
             except RowError as exc:
                 report.invalid += self._invalid(record, exc, notes)
@@ -189,29 +226,29 @@ class Mirror:
             existing = self._store.get(key)
             if existing is None:
                 if key not in self._created:
-                    missing.append((record, spec, key))
-            elif self._managed(existing) and is_resubmission(existing, row, result_written=key in written):
-                resubmitted.append((existing, row))
+                    missing.append((record, row, key))
+            elif existing.managed and is_resubmission(existing, row, result_written=key in written):
+                resubmitted.append((existing, row, key in written))
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        async def create(record: Any, spec: JobSpec, key: Key) -> None:
+        async def create(record: Any, row: JobRow, key: Key) -> None:
             async with slots:
                 try:
-                    error = await self._create(key, spec)
+                    error = await self._create(key, row)
                 except KubeError:
                     raise
                 except Exception as exc:
-                    log.exception("unexpected error creating the MediaJob for %s", spec.airtable_record_id)
+                    log.exception("unexpected error creating the MediaJob for %s", row.record_id)
                     error = f"could not be mirrored ({type(exc).__name__})"
             if error:
-                report.invalid += self._invalid(record, RowError(spec.airtable_record_id, None, error), notes)
+                report.invalid += self._invalid(record, RowError(row.record_id, None, error), notes)
             else:
                 report.created += 1
 
         await asyncio.gather(*(create(*item) for item in missing))
         report.create_attempts = len(missing)
-        for job, row in resubmitted:
-            report.resubmitted += await self._resubmit(job, row)
+        for job, row, result_written in resubmitted:
+            report.resubmitted += await self._resubmit(job, row, result_written)
         if notes:
             await self._airtable.update_records(self._table, notes)
             report.notes_written = len(notes)
@@ -220,14 +257,12 @@ class Mirror:
         self.last_report = report
         return report
 
-    async def _create(self, key: Key, spec: JobSpec) -> str | None:
+    async def _create(self, key: Key, row: JobRow) -> str | None:
         """Create if absent; returns an error text if the API server refuses the object."""
-        body = new_object(key[1], key[0], spec)
         try:
-            await self._kube.create_mediajob(body)
-            self._metrics.mirror_created.inc()
-        except Conflict:
-            pass  # created meanwhile (another cycle, a previous leader or by hand): keep it as is
+            ensured = await ensure_mediajob(self._kube, key[0], row, None, now=self._now())
+            if ensured.action == "created":
+                self._metrics.mirror_created.inc()
         except KubeError as exc:
             if exc.status in (400, 422):
                 return f"the API server refused the MediaJob: {exc}"
@@ -235,14 +270,14 @@ class Mirror:
         self._created.add(key)
         return None
 
-    async def _resubmit(self, job: MediaJob, row: JobRow) -> int:
+    async def _resubmit(self, job: MediaJob, row: JobRow, result_written: bool) -> int:
         """Patch the spec for a new attempt; a 409 means the job changed: the next cycle decides."""
         try:
-            await self._kube.patch_mediajob(
-                job.namespace, job.name, resubmission_patch(job, row, self._now())
+            ensured = await ensure_mediajob(
+                self._kube, job.namespace, row, job, now=self._now(), result_written=result_written
             )
-        except Conflict:
-            return 0
+            if ensured.action != "resubmitted":
+                return 0
         except KubeError as exc:
             if exc.status in (400, 422):
                 log.warning("the API server refused the re-submission of %s: %s", row.record_id, exc)
@@ -282,7 +317,7 @@ class Mirror:
             and job.namespace == self._namespace
             and job.spec.airtable_record_id not in processing
             and batch.may_have_departed(job.spec.airtable_record_id)
-            and self._managed(job)
+            and job.managed
         ]
         if not departed:
             return 0
@@ -299,9 +334,6 @@ class Mirror:
             if await self._transitions.apply(job, decision, checks=job.status.checks) is not None:
                 ended += 1
         return ended
-
-    def _managed(self, job: MediaJob) -> bool:
-        return job.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
 
 
 def _ignore_change(job: MediaJob, old: MediaJob | None) -> None:

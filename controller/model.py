@@ -1,4 +1,4 @@
-"""The MediaJob as the controller sees it, and the status documents it writes.
+"""The MediaJob as the controller sees it (the status documents it writes are in status.py).
 
 Raw objects from the API are parsed once into small frozen views, so that the rest of the code
 works with typed fields and an invalid resource is reported once with a clear reason.
@@ -179,6 +179,11 @@ class MediaJob:
     status: JobStatus
     recheck_token: str | None = None
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def managed(self) -> bool:
+        """Created by the mirror (or an early webhook), so the controller may give it new attempts."""
+        return self.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
 
     @property
     def key(self) -> tuple[str, str]:

@@ -179,14 +179,11 @@ class Reconciler:
         key = job.key
         if job.ended:
             self._state.pop(key, None)
-            if job.needs_sync:
-                self._writeback.enqueue(job)
             if job.recheck_pending:
                 self.scheduler.schedule(key, URGENT, earlier_only=True)  # a person is waiting
             else:
                 self.scheduler.cancel(key)
             return
-        self._writeback.note_processing(key)
         if job.new_attempt or (old is not None and old.attempt != job.attempt):
             self._state.pop(key, None)  # a fresh attempt starts with a fresh NCA backoff
             self.scheduler.schedule(key, self._now().timestamp(), earlier_only=True)
@@ -207,7 +204,6 @@ class Reconciler:
         self.scheduler.cancel(key)
         self._state.pop(key, None)
         self._first_status.pop(key, None)
-        self._writeback.forget(key)
 
     def attach(self) -> None:
         self._store.subscribe(self.on_change, self.on_remove)

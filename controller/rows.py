@@ -223,3 +223,9 @@ def _target(record_id: str, operation: str, fields: dict[str, Any], payload: dic
         return Target(table=known.target_table, record_id=check_record_id(candidate))
     except UnsafeIdError as exc:
         raise RowError(record_id, field, f"target {exc}") from None
+
+
+def append_note(existing: Any, line: str) -> str:
+    """Notes is appended to, never replaced (contract section 4): the row's history is the app's."""
+    text = existing.rstrip() if isinstance(existing, str) else ""
+    return f"{text}\n{line}" if text else line

@@ -24,12 +24,13 @@ from controller.clients.airtable import PURPOSE_MIRROR, AirtableClient, calls_fo
 from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
 from controller.clients.spaces import SpacesClient
-from controller.http import HttpServer, WebhookReceiver
+from controller.http import HttpServer
 from controller.jobrows import JobsRowFacts
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.mirror import Mirror
 from controller.model import MediaJob, utcnow
+from controller.receiver import WebhookReceiver
 from controller.reconcile import Reconciler
 from controller.schedule import Timing
 from controller.settings import Settings

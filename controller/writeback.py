@@ -1,7 +1,8 @@
 """Ended jobs → Airtable, batched, rate limited, and never written twice.
 
-Each ended job goes through three stages: its target row (Segments or Videos), its Jobs row,
-then `airtableSynced=true` on the resource. The target row goes first so that `completed` in the
+Each ended job goes through four stages (`STAGES`): the check (its Jobs row's current state,
+read or known), its target row (Segments or Videos), its Jobs row, then `airtableSynced=true` on
+the resource. The target row goes first so that `completed` in the
 Jobs table always means the output is attached. Each stage batches up to 10 records per request,
 so 1,000 completions cost 100 target and 100 Jobs requests.
 
@@ -53,6 +54,7 @@ from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.jobrows import DELETED, JobsRowFacts, RowFacts, facts_from_rest
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
+from controller.rows import append_note
 from controller.status import sync_error_status, synced_status, target_rejected_status
 from controller.store import JobStore, Key
 from controller.transitions import Event, StatusWriter
@@ -143,12 +145,6 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
 def note_line(moment: datetime, text: str) -> str:
     """One Notes line per write: when, and what happened."""
     return f"{fmt_time(moment)} {COMPONENT}: {' '.join(text.split())}"
-
-
-def append_note(existing: Any, line: str) -> str:
-    """Notes is appended to, never replaced. Pure."""
-    text = existing.rstrip() if isinstance(existing, str) else ""
-    return f"{text}\n{line}" if text else line
 
 
 def holds_our_result(row: Mapping[str, Any]) -> bool:
@@ -384,12 +380,26 @@ class WriteBack:
 
     # Running ------------------------------------------------------------------------------------
 
+    def on_change(self, job: MediaJob, old: MediaJob | None) -> None:
+        """Store listener, as the mirror and the reconciler have theirs: an ended job's result is
+        queued; a Processing one is remembered (its later write is then not suspect)."""
+        if job.ended:
+            self.enqueue(job)
+        else:
+            self.note_processing(job.key)
+
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._check_loop())
-            for stage in ("Segments", "Videos", "Jobs"):
-                group.create_task(self._stage_loop(stage))
-            group.create_task(self._status_loop())
+        self._store.subscribe(self.on_change, self.forget)
+        try:
+            for job in list(self._store):
+                self.on_change(job, None)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._check_loop())
+                for stage in ("Segments", "Videos", "Jobs"):
+                    group.create_task(self._stage_loop(stage))
+                group.create_task(self._status_loop())
+        finally:
+            self._store.unsubscribe(self.on_change, self.forget)
 
     async def _take(self, stage: str, limit: int, *, lingers: bool = False) -> list[_Pending]:
         """Up to `limit` items ready for the stage: a full batch at once, a partial one when

@@ -8,11 +8,11 @@ import pytest
 from controller.cleanup import expired
 from controller.decide import Complete, Fail, TimeOut, Transition
 from controller.mirror import is_resubmission, resubmission_patch
-from controller.rows import JobRow
+from controller.rows import JobRow, append_note
 from controller.settings import Settings, SettingsError
 from controller.status import initial_status, synced_status, target_rejected_status, transition_status
 from controller.transitions import still_applies
-from controller.writeback import RowWrite, append_note, holds_our_result, jobs_row_verdict, note_line
+from controller.writeback import RowWrite, holds_our_result, jobs_row_verdict, note_line
 from tests.samples import REQUIRED_ENV
 from tests.unit.helpers import JOB_ID, NOW, RECORD, job
 

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.http import HttpServer, check_payload, parse_body
+from controller.http import HttpServer
 from controller.metrics import Metrics
 from controller.model import InvalidResource, MediaJob
 from controller.naming import check_external_job_id, check_record_id
@@ -33,6 +33,7 @@ from controller.observations import (
     parse_size,
     parse_status_body,
 )
+from controller.receiver import check_payload, parse_body
 from controller.rows import (
     EARLIEST_SUBMITTED,
     LATEST_SUBMITTED,
