@@ -558,6 +558,10 @@ if __name__ == "__main__":
         from bench.quota import cli
 
         sys.exit(cli(sys.argv[2:]))
+    if sys.argv[1:2] == ["takeover"]:  # `python -m bench takeover`: the mirror behind a write-back backlog
+        from bench.takeover import cli as takeover_cli
+
+        sys.exit(takeover_cli(sys.argv[2:]))
     if sys.argv[1:2] == ["latency"]:  # `python -m bench latency`: real time, every webhook lost
         from bench.latency import cli as latency_cli
 

@@ -48,12 +48,18 @@ class RateLimiter:
 
     Even spacing (rather than a burst bucket) keeps any sliding one-second window at or under
     the rate even when requests take a little longer to arrive than to leave. Waiters with a lower
-    `priority` number go first, so the write-back is not queued behind the mirror's listing.
+    `priority` number go first, so the write-back is not queued behind the mirror's listing; with
+    `fair_every=n`, a waiter that has seen n others start before it goes next, so a backlog of
+    urgent requests cannot starve the others (each waits at most n starts).
     """
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, *, clock: Callable[[], float] = time.monotonic, fair_every: int | None = None
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if fair_every is not None and fair_every < 1:
+            raise ValueError("fair_every must be at least 1")
         self.interval = 1.0 / rate
         self._clock = clock
         self._cond = asyncio.Condition()
@@ -61,6 +67,15 @@ class RateLimiter:
         self._seq = itertools.count()
         self._next_start = 0.0
         self._penalty_until = 0.0
+        self._fair_every = fair_every
+        self._passed: dict[int, int] = {}  # waiter (by sequence number) -> starts it has waited through
+
+    def _head(self) -> tuple[int, int]:
+        if self._fair_every is not None:
+            overdue = [entry for entry in self._waiting if self._passed.get(entry[1], 0) >= self._fair_every]
+            if overdue:
+                return min(overdue, key=lambda entry: entry[1])
+        return self._waiting[0]
 
     def penalize(self, seconds: float) -> None:
         self._penalty_until = max(self._penalty_until, self._clock() + seconds)
@@ -76,7 +91,7 @@ class RateLimiter:
             self._cond.notify_all()  # a new head may have to wait behind a more urgent request
             try:
                 while True:
-                    if self._waiting[0] == entry:
+                    if self._head() == entry:
                         wait = max(self._next_start, self._penalty_until) - self._clock()
                         if wait <= _EPSILON:  # clocks with coarse resolution would spin forever
                             break
@@ -88,9 +103,15 @@ class RateLimiter:
             except BaseException:
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
+                self._passed.pop(entry[1], None)
                 self._cond.notify_all()
                 raise
-            heapq.heappop(self._waiting)
+            self._waiting.remove(entry)
+            heapq.heapify(self._waiting)
+            self._passed.pop(entry[1], None)
+            if self._fair_every is not None:
+                for _, seq in self._waiting:
+                    self._passed[seq] = self._passed.get(seq, 0) + 1
             self._next_start = self._clock() + self.interval
             self._cond.notify_all()
 

@@ -75,3 +75,26 @@ def test_the_send_pacer_spaces_threads() -> None:
         stamps.append(time.monotonic())
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.049
+
+
+@pytest.mark.parametrize(("fair_every", "read_at"), [(None, 20), (4, 4), (1, 1)])
+async def test_a_backlog_of_writes_cannot_starve_a_read(fair_every: int | None, read_at: int) -> None:
+    limiter = RateLimiter(10, clock=clock, fair_every=fair_every)
+    order: list[str] = []
+
+    async def take(name: str, priority: int) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    await limiter.acquire()  # the slot is taken: everything below queues
+    read = asyncio.create_task(take("read", 1))
+    await asyncio.sleep(0.01)
+    writes = [asyncio.create_task(take(f"write{i}", 0)) for i in range(20)]
+    await asyncio.gather(read, *writes)
+    assert order.index("read") == read_at
+    assert len(order) == 21
+
+
+def test_fair_every_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="fair_every"):
+        RateLimiter(1, fair_every=0)
