@@ -37,9 +37,8 @@ helm: ## Build (or reuse) the helm binary from its Go module (hack/helm, cached 
 chart: ## Copy what the chart shares with manifests/ (CRD, RBAC, alert rules) into its files/ (a test keeps it current)
 	bash hack/render-chart.sh
 
-test: install controlplane node promtool helm lint ## Lint, every tier but `slow` (control plane, image in Docker), then `make e2e`
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
-	bash hack/e2e.sh
+test: install controlplane node promtool helm lint ## Lint, then every tier but `slow` (control plane, image in Docker) beside `make e2e`
+	bash hack/test.sh $(PYTEST_ARGS)
 
 test-unit: install promtool ## Only the tests that need no control plane and no Docker
 	$(VENV)/bin/pytest -m "not cluster and not slow" $(PYTEST_ARGS)

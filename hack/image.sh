@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/docker.sh
+# One build at a time: `make test` runs the e2e (which builds both images) beside the image tier,
+# and on a new machine both would otherwise make the offline base image at once.
+exec 8>/run/lock/mediajob-image.lock
+flock 8
 base=$(bash hack/base-image.sh)
 args=(--network host --build-arg "BASE_IMAGE=$base")
 docker build -q "${args[@]}" -t "${IMAGE:-mediajob-controller:dev}" . >/dev/null
