@@ -22,6 +22,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import enum
 import hashlib
 import hmac
 import logging
@@ -52,9 +53,24 @@ from controller.vocabulary import ANNOTATION_AIRTABLE_PING, FIELD_STATUS, MANAGE
 
 log = logging.getLogger(__name__)
 
+
 # Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
 # among them, so that the leader's knowledge of a row (controller.jobrows) stays exact without
 # reads; Response Payload is not watched.
+class Mode(enum.Enum):
+    """How the push source learns of changes now."""
+
+    STARTING = "starting"
+    PUSH = "push"  # pings wake the payload reads
+    PAYLOAD_POLLING = "payload-polling"  # no pings (or they stopped): payloads read every interval
+    LISTING = "listing"  # no usable webhook: the incremental-polling fallback
+
+    @property
+    def reads_payloads(self) -> bool:
+        """The payload stream is read, so what it says vouches for the rows (controller.jobrows)."""
+        return self in (Mode.PUSH, Mode.PAYLOAD_POLLING)
+
+
 WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
@@ -291,7 +307,7 @@ class PushSource:
         self._now = now
         self._wake = asyncio.Event()
         self.state: WebhookState | None = None
-        self.mode = "starting"
+        self.mode = Mode.STARTING
         self._table_id: str | None = None
         self._status_field: str | None = None
         self._need_full = True
@@ -314,6 +330,10 @@ class PushSource:
         self.fresh_at = -math.inf
         self._fresh = asyncio.Event()
 
+    def mode_now(self) -> Mode:
+        """The mode as of now: an await may have changed it (type checkers narrow attributes)."""
+        return self.mode
+
     # ------------------------------------------------------------ wake-ups
 
     def request_read(self) -> None:
@@ -328,14 +348,14 @@ class PushSource:
         try:
             async with asyncio.timeout(timeout):
                 while self.fresh_at < since:
-                    if self.state is None or self.mode not in ("push", "payload-polling"):
+                    if self.state is None or not self.mode.reads_payloads:
                         return False
                     self.request_read()
                     self._fresh.clear()
                     await self._fresh.wait()
         except TimeoutError:
             return False
-        return self.state is not None and self.mode in ("push", "payload-polling")
+        return self.state is not None and self.mode.reads_payloads
 
     def _stream_broken(self) -> None:
         """No continuous payload stream any more: nothing known is vouched for."""
@@ -345,9 +365,9 @@ class PushSource:
 
     def wake(self) -> None:
         self._pinged = True
-        if self.mode == "payload-polling":
+        if self.mode is Mode.PAYLOAD_POLLING:
             log.info("Airtable pings arrive again: back to push")
-            self.mode = "push"
+            self.mode = Mode.PUSH
         self._wake.set()
 
     async def wait(self, interval: float) -> None:
@@ -358,9 +378,9 @@ class PushSource:
         while True:
             now = self._clock()
             due = self._last_check + self._check_every
-            if self.mode != "listing":  # (listing: the fallback keeps its own full resync)
+            if self.mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
                 due = min(due, self._last_full + self._full_every)
-            if self.mode != "push" or self._uncommitted:  # degraded, or the last cycle failed
+            if self.mode is not Mode.PUSH or self._uncommitted:  # degraded, or the last cycle failed
                 due = min(due, entered + interval)
             if self._wake.is_set():
                 due = min(due, self._last_read + self.spacing)
@@ -413,17 +433,17 @@ class PushSource:
 
     async def _next_batch(self) -> ChangeBatch:
         retry_due = self._clock() - self._last_check >= self._check_every
-        if self.state is None and (self.mode != "listing" or retry_due):
+        if self.state is None and (self.mode is not Mode.LISTING or retry_due):
             await self._ensure()  # without a webhook, tried again once per check period
-        if self.mode == "listing":
+        if self.mode is Mode.LISTING:
             return await self._fallback.next_batch()
         if self._clock() - self._last_check >= self._check_every:
             await self._upkeep()
-        if self.mode == "listing":
+        if self.mode_now() is Mode.LISTING:  # the upkeep may have given up on the webhook
             return await self._fallback.next_batch()
         if self._need_full or self._clock() - self._last_full >= self._full_every:
             return await self._full_batch()
-        if self.mode == "push" and not self._woken and not self._uncommitted_before:
+        if self.mode is Mode.PUSH and not self._woken and not self._uncommitted_before:
             return ChangeBatch([], complete=False)  # only the upkeep was due: nothing to read
         return await self._payload_batch()
 
@@ -465,7 +485,7 @@ class PushSource:
                         self._stream_broken()
                         self.state = None
                         await self._ensure()
-                        if self.mode == "listing":
+                        if self.mode is Mode.LISTING:
                             return await self._fallback.next_batch()
                         return await self._full_batch()
                     raise
@@ -524,11 +544,11 @@ class PushSource:
             with calls_for(PURPOSE_UPKEEP):
                 await self._ensure_inner()
         except AirtableError as exc:
-            if self.mode != "listing":
+            if self.mode is not Mode.LISTING:
                 log.warning(
                     "Airtable change notifications unavailable (%s): polling incrementally instead", exc
                 )
-            self.mode = "listing"
+            self.mode = Mode.LISTING
             self.state = None
             self._stream_broken()
             self._fallback.force_full()
@@ -566,7 +586,7 @@ class PushSource:
                 self._need_full = False
                 self._last_full = self._clock()
             self.state = state
-            self.mode = "push" if hook.get("areNotificationsEnabled", True) else "payload-polling"
+            self.mode = Mode.PUSH if hook.get("areNotificationsEnabled", True) else Mode.PAYLOAD_POLLING
             await self._keep_alive(hook)
             log.info("adopted Airtable webhook %s at cursor %s", state.webhook_id, state.cursor)
             return
@@ -584,7 +604,7 @@ class PushSource:
         self.state = WebhookState(new_id, Secret(secret), cursor=1, notification_url=self._url)
         await self._store.save(self.state)
         self._need_full = True
-        self.mode = "push"
+        self.mode = Mode.PUSH
         log.info("created Airtable webhook %s on table %s", new_id, self._table)
 
     async def _upkeep(self) -> None:
@@ -612,9 +632,9 @@ class PushSource:
                     await self._airtable.enable_webhook_notifications(state.webhook_id)
                     failing = True
                 if (waiting and not pinged) or failing:
-                    if self.mode == "push":
+                    if self.mode is Mode.PUSH:
                         log.warning("Airtable pings are not reaching us: reading payloads every interval")
-                    self.mode = "payload-polling"
+                    self.mode = Mode.PAYLOAD_POLLING
                     self._wake.set()
                 await self._keep_alive(hook)
         except AirtableError as exc:

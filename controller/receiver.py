@@ -29,7 +29,19 @@ from controller.vocabulary import LABEL_EXTERNAL_ID
 
 log = logging.getLogger(__name__)
 MAX_BODY_DEPTH = 32  # NCA's payload nests three levels
-ADOPTION_INTERVAL = 1.0  # seconds between two early-webhook row reads on one replica
+AIRTABLE_BASE_RATE = 5.0  # requests per second per base: Airtable's documented limit
+
+
+def adoption_interval(leader_rate: float) -> float | None:
+    """Seconds between two early-webhook row reads on one replica, or None for none at all.
+
+    A follower's reads do not pass the leader's limiter, so they get what the leader leaves free
+    of the base's 5 requests a second (the leader spends AIRTABLE_REQUESTS_PER_SECOND): one read
+    every 2 s at the default 4.5. One base, one budget: with no room left, early webhooks are left
+    to the mirror and the poller. Pure.
+    """
+    spare = AIRTABLE_BASE_RATE - leader_rate
+    return 1.0 / spare if spare >= 0.1 else None
 
 
 class WebhookReceiver:
@@ -52,6 +64,7 @@ class WebhookReceiver:
         airtable: AirtableClient | None = None,
         jobs_table: str = "Jobs",
         home_namespace: str | None = None,
+        leader_rate: float = 4.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -64,6 +77,7 @@ class WebhookReceiver:
         self._home = home_namespace or namespace
         self._clock = clock
         self._next_adoption = 0.0
+        self._adoption_interval = adoption_interval(leader_rate)
 
     async def receive(self, payload: dict[str, Any], arrived: datetime) -> tuple[int, str]:
         """Returns (HTTP status, result word) for a payload whose shape was already checked."""
@@ -111,15 +125,16 @@ class WebhookReceiver:
         except UnsafeIdError:
             return None
         now = self._clock()
-        if self._airtable.paused_for > 0 or now < self._next_adoption:
+        interval = self._adoption_interval
+        if interval is None or self._airtable.paused_for > 0 or now < self._next_adoption:
             # A follower's row reads are not paced together with the leader's: queued or in a
             # burst, they push the base over 5 requests per second and start a 30 s penalty,
             # which makes the mirror lag and more webhooks early (found by the chaos soak). So at
-            # most one read per ADOPTION_INTERVAL, none while paused, and never a queue: the
-            # mirror and the poller still find the job.
+            # most one read per `adoption_interval` (the share the leader leaves free), none
+            # while paused, and never a queue: the mirror and the poller still find the job.
             log.info("webhook for NCA job %s before the mirror: Airtable busy, left to polling", job_id)
             return None
-        self._next_adoption = now + ADOPTION_INTERVAL
+        self._next_adoption = now + interval
         rows = await self._airtable.get_records(self._jobs_table, [record_id], fields=MIRROR_FIELDS)
         fields = rows.get(record_id)
         if fields is None:

@@ -16,7 +16,7 @@ import logging
 import random
 from typing import Any
 
-from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
+from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore
 from controller.budget import QuotaLinger, SpacesBudget
 from controller.changes import ChangeSource, IncrementalPolling
 from controller.cleanup import Cleanup
@@ -134,6 +134,7 @@ class Runtime:
             airtable=self.clients.airtable,
             jobs_table=settings.airtable_jobs_table,
             home_namespace=self.namespace,
+            leader_rate=settings.airtable_requests_per_second,
         )
         # Airtable's change notifications (push): any replica verifies a ping, the leader acts on it.
         self.push: PushSource | None = None
@@ -244,7 +245,9 @@ class Runtime:
             # quota counts requests, not rows.
             linger=self._write_linger,
             facts=facts,
-            freshness=lambda: self.push if self.push is not None and self.push.mode != "listing" else None,
+            freshness=lambda: (
+                self.push if self.push is not None and self.push.mode is not Mode.LISTING else None
+            ),
         )
         timing = Timing(
             interval=s.polling_interval,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
+from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore
 from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
@@ -130,7 +130,7 @@ async def started(rig: Rig) -> PushSource:
     first = await source.next_batch()
     await first.commit()
     assert first.complete
-    assert source.mode == "push"
+    assert source.mode is Mode.PUSH
     return source
 
 
@@ -316,7 +316,7 @@ async def test_pings_that_stop_arriving_switch_to_reading_payloads_every_interva
     await until(lambda: hook.pings_failed >= 1, timeout=5)
     source._last_check = -1e9  # the hourly upkeep falls due
     batch = await batch_after_wait(source, timeout=2)
-    assert source.mode == "payload-polling"
+    assert source.mode is Mode.PAYLOAD_POLLING
     assert [r["id"] for r in batch.records] == [row]
     later = rig.add_row(2)
     started_at = time.monotonic()
@@ -355,7 +355,7 @@ async def test_the_operator_in_push_mode_mirrors_new_rows_from_pings(
     async with running(settings) as runtime:
         await until(lambda: runtime.mirror is not None and runtime.mirror.cycles >= 1, timeout=30)
         assert runtime.push is not None
-        assert runtime.push.mode == "push"
+        assert runtime.push.mode is Mode.PUSH
         assert len(world.airtable.webhooks.hooks) == 1
         listings = world.airtable.count("GET", "/Jobs")
         arrived = time.monotonic()
@@ -376,7 +376,7 @@ async def test_without_a_usable_webhook_it_polls_incrementally_and_retries_hourl
     source = rig.source()
     first = await source.next_batch()
     await first.commit()
-    assert source.mode == "listing"
+    assert source.mode is Mode.LISTING
     assert first.complete
     hook_calls = rig.sim.count(path_contains="/webhooks")
     row = rig.add_row(1)
@@ -391,7 +391,7 @@ async def test_without_a_usable_webhook_it_polls_incrementally_and_retries_hourl
     source._last_check = -1e9  # an hour later: tried again, and push takes over
     batch = await source.next_batch()
     await batch.commit()
-    assert source.mode == "push"
+    assert source.mode is Mode.PUSH
     assert row in {r["id"] for r in batch.records}
 
 
@@ -414,7 +414,7 @@ async def test_in_push_mode_rows_are_written_without_a_read_and_a_note_added_by_
     # known from the first listing, and from the fetches of new rows after pings
     jobs = [world.add_job("concatenate", queued_s=6, drop_webhook=True) for _ in range(6)]
     async with running(settings) as runtime:
-        await until(lambda: runtime.push is not None and runtime.push.mode == "push", timeout=30)
+        await until(lambda: runtime.push is not None and runtime.push.mode is Mode.PUSH, timeout=30)
         jobs += [world.add_job("concatenate", queued_s=4, drop_webhook=True) for _ in range(6)]
         for job in jobs:
             await until(lambda job=job: mediajob(kube, namespace, job), timeout=20)  # type: ignore[misc]

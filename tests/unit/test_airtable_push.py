@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.airtable_push import mac_matches, read_changes, webhook_spec
+from controller.airtable_push import Mode, mac_matches, read_changes, webhook_spec
 from controller.metrics import Metrics, month_seconds, project_month
 from controller.settings import Settings, SettingsError
 from tests.samples import REQUIRED_ENV
@@ -150,3 +150,11 @@ def test_push_settings() -> None:
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({**REQUIRED_ENV, name: value})
+
+
+@pytest.mark.parametrize(
+    ("mode", "reads"),
+    [(Mode.STARTING, False), (Mode.PUSH, True), (Mode.PAYLOAD_POLLING, True), (Mode.LISTING, False)],
+)
+def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) -> None:
+    assert mode.reads_payloads is reads
