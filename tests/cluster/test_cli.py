@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ from controller.model import utcnow
 from controller.naming import resource_name
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
+from tests.cluster.test_lifecycle import hook_url, payload
 from tests.harness import running, settings_for, until, wait_synced
 
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
@@ -41,11 +43,12 @@ async def test_stuck_recheck_and_stats(
     waiting = world.add_job("add_music", drop_webhook=True)
     world.nca_sim.set_status(waiting.job_id, "running")
     async with running(settings_for(world, namespace, POLLING_INTERVAL_MINUTES="0.05")) as runtime:
-        world.nca_sim.jobs[
-            hooked.job_id
-        ].webhook_url = f"http://127.0.0.1:{runtime.http.port}/webhooks/nca?token={runtime.settings.webhook_token.reveal()}"
         await until(lambda: runtime.store.get((namespace, resource_name(hooked.record_id))))
-        world.nca_sim.finish_now(hooked.job_id)  # uploads, then posts the webhook at once
+        # Only the webhook knows of this result (NCA still says running, nothing is on Spaces), so
+        # no poll can find it first, however the machine is loaded.
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(hook_url(runtime), json=payload(hooked, hooked.output_url or ""))
+        assert answer.status_code == 200, answer.text
         await wait_synced(kube, namespace, done, timeout=30)
         await wait_synced(kube, namespace, hooked, timeout=30)
 
