@@ -387,6 +387,19 @@ echo "my-values.yaml:"; sed 's/^/  /' "$helm_copy/my-values.yaml"
 run_block "$helm_copy" "${E2E_README:-$repo/README.md}" install-helm
 helm -n "$ns" status mediajob-controller | sed -n '1,6p'
 verify_install helm
+phase "node: the kubelet's certificate is verified, the DNS may only read Services"
+# kubectl logs goes API server -> kubelet: it works only if the kubelet's serving certificate is
+# signed by the CA the API server was given (--kubelet-certificate-authority).
+kc logs deployment/mediajob-controller --tail=1 >/dev/null || fail "kubectl logs failed: the API server rejects the kubelet's certificate"
+grep -q -- '--kubelet-certificate-authority' "$state/logs/kube-apiserver.log" 2>/dev/null ||
+  pgrep -af kube-apiserver | grep -q -- '--kubelet-certificate-authority' || fail "the API server does not verify the kubelet"
+[[ $(kubectl auth can-i list services --as=system:mediajob-e2e-dns) == yes ]] || fail "the DNS identity cannot list Services"
+for what in "get secrets -A" "list pods" "create services"; do
+  # shellcheck disable=SC2086
+  [[ $(kubectl auth can-i $what --as=system:mediajob-e2e-dns 2>/dev/null || true) == no ]] ||
+    fail "the DNS identity may $what"
+done
+echo "kubectl logs through the verified kubelet; the DNS identity lists Services and nothing else"
 failovers helm
 phase "helm: kubectl mediajob stats"
 PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"

@@ -4,7 +4,9 @@ Answers A queries for ``<service>.<namespace>.svc.<domain>`` with the Service's 
 the API server every second; everything else gets NXDOMAIN (pods here need no outside names).
 Standard library only, so it runs with the host's python3:
 
-    python3 hack/node/dns.py --listen 192.0.2.2 --api https://127.0.0.1:6443 --token-file T
+    python3 hack/node/dns.py --listen 192.0.2.2 --api https://192.0.2.2:6443 --token-file T --ca-file C
+
+The token is its own identity's, which may only list and watch Services (hack/node/up.sh).
 """
 
 from __future__ import annotations
@@ -24,12 +26,10 @@ A, AAAA, IN = 1, 28, 1
 class Services:
     """The name -> ClusterIP map, refreshed in a background thread."""
 
-    def __init__(self, api: str, token: str, domain: str) -> None:
+    def __init__(self, api: str, token: str, domain: str, ca_file: str) -> None:
         self.api, self.token, self.domain = api, token, domain
         self.names: dict[str, str] = {}
-        self.context = ssl.create_default_context()
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
+        self.context = ssl.create_default_context(cafile=ca_file)  # the API server's own chain
 
     def refresh(self) -> None:
         request = urllib.request.Request(  # noqa: S310 - the local API server
@@ -87,11 +87,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--api", required=True)
     parser.add_argument("--token-file", required=True)
+    parser.add_argument("--ca-file", required=True, help="the API server's serving chain")
     parser.add_argument("--domain", default="cluster.local")
     args = parser.parse_args()
     with open(args.token_file) as f:
         token = f.read().strip()
-    services = Services(args.api, token, args.domain)
+    services = Services(args.api, token, args.domain, args.ca_file)
     threading.Thread(target=services.loop, daemon=True).start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((args.listen, args.port))

@@ -66,8 +66,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
 
 # --- credentials -----------------------------------------------------------------------------------
-# One CA signs the API server's client certificate for the kubelet (kubectl logs/exec); static tokens
-# give every component its own identity (the node authorizer sees system:node:<name>).
+# One CA signs the API server's client certificate for the kubelet and the kubelet's serving
+# certificate (kubectl logs/exec: each side verifies the other); static tokens give every component
+# its own identity (the node authorizer sees system:node:<name>; the DNS server may only read Services).
 pki=$state/pki
 openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
 openssl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 2 \
@@ -76,17 +77,26 @@ openssl req -new -nodes -newkey rsa:2048 -keyout "$pki/apiserver-kubelet-client.
   -out "$pki/apiserver-kubelet-client.csr" -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
 openssl x509 -req -in "$pki/apiserver-kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
   -CAcreateserial -out "$pki/apiserver-kubelet-client.crt" -days 2 2>/dev/null
+openssl req -new -nodes -newkey rsa:2048 -keyout "$pki/kubelet-serving.key" -out "$pki/kubelet-serving.csr" \
+  -subj "/O=system:nodes/CN=system:node:$node" 2>/dev/null
+printf 'subjectAltName=IP:%s,DNS:%s\nextendedKeyUsage=serverAuth\n' "$host_ip" "$node" >"$pki/kubelet-serving.ext"
+openssl x509 -req -in "$pki/kubelet-serving.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+  -extfile "$pki/kubelet-serving.ext" -out "$pki/kubelet-serving.crt" -days 2 2>/dev/null
 tok() { openssl rand -hex 16; }
 admin_token=$(tok); kubelet_token=$(tok); kcm_token=$(tok); sched_token=$(tok); proxy_token=$(tok)
+dns_token=$(tok)
 cat >"$pki/tokens.csv" <<EOF
 $admin_token,admin,admin,"system:masters"
 $kubelet_token,system:node:$node,kubelet,"system:nodes"
 $kcm_token,system:kube-controller-manager,kube-controller-manager
 $sched_token,system:kube-scheduler,kube-scheduler
 $proxy_token,system:kube-proxy,kube-proxy
+$dns_token,system:mediajob-e2e-dns,mediajob-e2e-dns
 EOF
 chmod 600 "$pki"/*
 echo "$admin_token" >"$pki/admin.token"
+echo "$dns_token" >"$pki/dns.token"
+chmod 600 "$pki/dns.token" "$pki/admin.token"
 kubeconfig() { # kubeconfig FILE TOKEN
   cat >"$1" <<EOF
 apiVersion: v1
@@ -121,7 +131,7 @@ spawn kube-apiserver "$cp_bin/kube-apiserver" \
   --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
   --token-auth-file="$pki/tokens.csv" --client-ca-file="$pki/ca.crt" \
   --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
-  --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+  --kubelet-client-key="$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority="$pki/ca.crt" \
   --kubelet-preferred-address-types=InternalIP --enable-priority-and-fairness=false --v=0
 for i in $(seq 120); do
   curl -sfk -H "Authorization: Bearer $admin_token" "https://$host_ip:$api_port/readyz" >/dev/null && break
@@ -251,14 +261,33 @@ imageGCHighThresholdPercent: 100
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 rotateCertificates: false
 serverTLSBootstrap: false
+# signed by the node CA, which the API server checks (--kubelet-certificate-authority)
+tlsCertFile: "$pki/kubelet-serving.crt"
+tlsPrivateKeyFile: "$pki/kubelet-serving.key"
 EOF
 spawn kubelet "$node_bin/kubelet" --config="$state/kubelet.yaml" --kubeconfig="$state/kubelet.kubeconfig" \
   --root-dir="$state/kubelet" --cert-dir="$state/pki/kubelet" --hostname-override="$node" \
   --node-ip="$host_ip" --v=1
 
 # --- cluster DNS -----------------------------------------------------------------------------------
+# Its own identity, which may only read Services (as CoreDNS's ClusterRole, without endpoints:
+# it answers ClusterIPs only), and the API server's chain verified.
+"$kubectl" apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "mediajob-e2e-dns"}
+rules:
+- {apiGroups: [""], resources: [services], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "mediajob-e2e-dns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mediajob-e2e-dns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:mediajob-e2e-dns"}
+EOF
 spawn dns python3 "$here/dns.py" --listen "$host_ip" --api "https://$host_ip:$api_port" \
-  --token-file "$pki/admin.token"
+  --token-file "$pki/dns.token" --ca-file "$pki/apiserver-chain.crt"
 
 cat >"$state/env" <<EOF
 export KUBECONFIG=$state/admin.kubeconfig
