@@ -80,6 +80,9 @@ node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-sc
 e2e: install controlplane node promtool helm ## Only the real single-node cluster (root + Docker): README install, failovers (docs/e2e.md)
 	bash hack/e2e.sh
 
+e2e-kind: install controlplane promtool helm ## The same e2e checks on a kind cluster (kind from its Go module; needs kind's node image: docs/e2e.md)
+	E2E_CLUSTER=kind bash hack/e2e.sh
+
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 

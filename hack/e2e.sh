@@ -2,6 +2,8 @@
 # `make e2e`: the shipped image and manifests on a real single-node cluster on this machine.
 #
 #   1. hack/node/up.sh starts the node (docs/e2e.md); it is torn down on exit (KEEP_NODE=1 keeps it).
+#      E2E_CLUSTER=kind (`make e2e-kind`): a kind cluster instead (hack/kind, KIND_NODE_IMAGE), with
+#      routes on the host to its Service and pod ranges; everything else is the same.
 #   2. The controller and sandbox images are built and imported into the node's containerd; the
 #      controller also as ghcr.io/phi-dev/mediajob-controller:0.1.0, the name the manifests use.
 #   3. The simulators are deployed in-cluster (manifests/e2e, namespace mediajob-e2e).
@@ -68,6 +70,11 @@ current_phase="start"
 fail() { echo "E2E FAILED: $*" >&2; exit 1; }
 
 state=${MEDIAJOB_NODE_STATE:-/var/lib/mediajob-e2e}
+cluster=${E2E_CLUSTER:-node} # node (hack/node) or kind
+[[ $cluster == node || $cluster == kind ]] || { echo "E2E_CLUSTER must be node or kind, not $cluster" >&2; exit 2; }
+kind_cluster=mediajob-e2e
+kind_routes=""
+kind=kind
 work=$(mktemp -d /tmp/mediajob-e2e.XXXXXX)
 cleanup() {
   local rc=$?
@@ -80,20 +87,43 @@ cleanup() {
   fi
   if ((rc != 0)) && [[ -f $work/prometheus.log ]]; then tail -20 "$work/prometheus.log" >&2; fi
   for pid in ${watcher:-} ${discoverer:-} ${prometheus_pid:-}; do kill "$pid" 2>/dev/null; done
-  if [[ -z ${KEEP_NODE:-} ]]; then
-    bash "$repo/hack/node/down.sh" || true
+  if [[ -n ${KEEP_NODE:-} ]]; then
+    echo "KEEP_NODE set: the cluster stays up (node: source $state/env, hack/node/down.sh removes it;" \
+      "kind: $kind delete cluster --name $kind_cluster)" >&2
+  elif [[ $cluster == kind ]]; then
+    for range in $kind_routes; do ip route del "$range" 2>/dev/null; done
+    "$kind" delete cluster --name "$kind_cluster" >/dev/null 2>&1 || true
   else
-    echo "KEEP_NODE set: the node stays up; source $state/env, and hack/node/down.sh removes it" >&2
+    bash "$repo/hack/node/down.sh" || true
   fi
   rm -rf "$work"
   exit "$rc"
 }
 trap cleanup EXIT
 
-phase "node up"
-bash hack/node/up.sh >/dev/null 9>&- # the node's processes must not hold the lock
-# shellcheck disable=SC1091
-source "$state/env"
+if [[ $cluster == kind ]]; then
+  phase "kind cluster up"
+  kind=$(bash hack/kind/build.sh)
+  PATH=$(bash hack/controlplane/build.sh):$PATH # kubectl
+  # kind's own node image for its version, unless KIND_NODE_IMAGE names another (a local build)
+  node_image=${KIND_NODE_IMAGE:-}
+  if ! "$kind" create cluster --name "$kind_cluster" ${node_image:+--image "$node_image"} \
+    --kubeconfig "$work/kind.kubeconfig" --wait 180s 9>&-; then
+    fail "kind could not create its cluster (above). Where kind's node image cannot be pulled, build one and set KIND_NODE_IMAGE (docs/e2e.md, make e2e-kind)"
+  fi
+  export KUBECONFIG=$work/kind.kubeconfig
+  # The checks reach ClusterIPs and pod IPs from the host (the webhook Service, the report port,
+  # Prometheus' targets), as they do on the node: route kind's ranges to its node's container.
+  node_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$kind_cluster-control-plane")
+  for range in 10.96.0.0/16 10.244.0.0/16; do
+    ip route replace "$range" via "$node_ip" && kind_routes+=" $range"
+  done
+else
+  phase "node up"
+  bash hack/node/up.sh >/dev/null 9>&- # the node's processes must not hold the lock
+  # shellcheck disable=SC1091
+  source "$state/env"
+fi
 ctr() { command ctr -a /run/mediajob-e2e/containerd.sock -n k8s.io "$@"; }
 
 phase "images"
@@ -103,16 +133,22 @@ if [[ -z ${E2E_SKIP_BUILD:-} ]]; then
   make image-sandbox >&2 # mediajob-controller:dev and mediajob-sandbox:dev
 fi
 docker tag "$controller_image" ghcr.io/phi-dev/mediajob-controller:0.1.0
-docker save ghcr.io/phi-dev/mediajob-controller:0.1.0 "$sandbox_image" | ctr images import - >/dev/null
+if [[ $cluster == kind ]]; then
+  docker tag "$sandbox_image" mediajob-sandbox:dev
+  "$kind" load docker-image --name "$kind_cluster" ghcr.io/phi-dev/mediajob-controller:0.1.0 mediajob-sandbox:dev
+fi
+[[ $cluster == kind ]] || docker save ghcr.io/phi-dev/mediajob-controller:0.1.0 "$sandbox_image" | ctr images import - >/dev/null
 normalized() { # how containerd names a Docker reference
   case $1 in */*) [[ ${1%%/*} == *[.:]* || ${1%%/*} == localhost ]] && echo "$1" || echo "docker.io/$1" ;;
     *) echo "docker.io/library/$1" ;; esac
 }
 # manifests/e2e runs mediajob-sandbox:dev; another build of it is renamed in the node only
-if [[ $(normalized "$sandbox_image") != docker.io/library/mediajob-sandbox:dev ]]; then
-  ctr images tag --force "$(normalized "$sandbox_image")" docker.io/library/mediajob-sandbox:dev >/dev/null
+if [[ $cluster == node ]]; then
+  if [[ $(normalized "$sandbox_image") != docker.io/library/mediajob-sandbox:dev ]]; then
+    ctr images tag --force "$(normalized "$sandbox_image")" docker.io/library/mediajob-sandbox:dev >/dev/null
+  fi
+  ctr images ls -q | grep -E 'mediajob|pause'
 fi
-ctr images ls -q | grep -E 'mediajob|pause'
 
 phase "simulators"
 kubectl apply -k manifests/e2e
@@ -387,6 +423,7 @@ echo "my-values.yaml:"; sed 's/^/  /' "$helm_copy/my-values.yaml"
 run_block "$helm_copy" "${E2E_README:-$repo/README.md}" install-helm
 helm -n "$ns" status mediajob-controller | sed -n '1,6p'
 verify_install helm
+if [[ $cluster == node ]]; then
 phase "node: the kubelet's certificate is verified, the DNS may only read Services"
 # kubectl logs goes API server -> kubelet: it works only if the kubelet's serving certificate is
 # signed by the CA the API server was given (--kubelet-certificate-authority).
@@ -400,6 +437,7 @@ for what in "get secrets -A" "list pods" "create services"; do
     fail "the DNS identity may $what"
 done
 echo "kubectl logs through the verified kubelet; the DNS identity lists Services and nothing else"
+fi
 failovers helm
 phase "helm: kubectl mediajob stats"
 PATH=$repo/.venv/bin:$PATH kubectl mediajob stats -n "$ns"
