@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from pyairtable import formulas
+
 from controller.changes import ChangeBatch, IncrementalPolling, list_processing, record_ids
 from controller.clients.airtable import (
     PURPOSE_MIRROR,
@@ -41,6 +43,7 @@ from controller.clients.airtable import (
     AirtableClient,
     AirtableError,
     AirtableRejected,
+    any_record,
     calls_for,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
@@ -320,7 +323,6 @@ class PushSource:
         # make them too) reads are spaced by half an interval: discovery stays within one interval
         # and a busy table costs at most about two reads (and two fetches) per interval.
         self.spacing = max(interval / 2, 0.05)
-        self.fetches = 0
         self._uncommitted = False
         self._uncommitted_before = False
         self._woken = True  # the first batch after start reads whatever waits
@@ -526,10 +528,7 @@ class PushSource:
         with calls_for(PURPOSE_MIRROR):
             for start in range(0, len(ordered), IDS_PER_FETCH):
                 chunk = ordered[start : start + IDS_PER_FETCH]
-                formula = (
-                    "AND({Status}='processing',OR(" + ",".join(f"RECORD_ID()='{r}'" for r in chunk) + "))"
-                )
-                self.fetches += 1
+                formula = str(formulas.AND(formulas.match({FIELD_STATUS: "processing"}), any_record(chunk)))
                 records += await self._airtable.list_records(
                     self._table, formula=formula, fields=MIRROR_FIELDS, priority=READ
                 )

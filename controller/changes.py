@@ -22,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from pyairtable import formulas
+
 from controller.clients.airtable import PURPOSE_MIRROR, READ, AirtableClient, calls_for
 from controller.rows import MIRROR_FIELDS
 from controller.vocabulary import FIELD_STATUS
 
-PROCESSING_FORMULA = "{Status}='processing'"
+PROCESSING_FORMULA = str(formulas.match({FIELD_STATUS: "processing"}))
 # How far back an incremental listing reaches before the previous cycle's start: covers clock
 # skew between this pod and Airtable, and writes that landed while the previous listing ran.
 INCREMENTAL_OVERLAP = timedelta(seconds=60)
@@ -74,13 +76,9 @@ async def list_processing(airtable: AirtableClient, table: str) -> list[dict[str
         )
 
 
-def airtable_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
 def modified_since_formula(since: datetime) -> str:
     """Rows modified after `since`; LAST_MODIFIED_TIME() is the creation time of a row never edited."""
-    return f"IS_AFTER(LAST_MODIFIED_TIME(), '{airtable_time(since)}')"
+    return str(formulas.IS_AFTER(formulas.LAST_MODIFIED_TIME(), since.astimezone(UTC)))
 
 
 class IncrementalPolling:
@@ -108,8 +106,6 @@ class IncrementalPolling:
         self._clock = clock
         self._since: datetime | None = None
         self._last_full: float | None = None
-        self.full_listings = 0
-        self.incremental_listings = 0
 
     def full_due(self) -> bool:
         return (
@@ -131,10 +127,8 @@ class IncrementalPolling:
             self._since = started - self._overlap
 
         if self.full_due():
-            self.full_listings += 1
             return ChangeBatch(await list_processing(self._airtable, self._table), True, commit=commit_full)
         assert self._since is not None
-        self.incremental_listings += 1
         with calls_for(PURPOSE_MIRROR):
             changed = await self._airtable.list_records(
                 self._table, formula=modified_since_formula(self._since), fields=MIRROR_FIELDS, priority=READ

@@ -43,7 +43,6 @@ class Cleanup:
         self._ttl = ttl
         self._every = every
         self._now = now
-        self.deleted = 0
 
     async def run(self) -> None:
         while True:
@@ -69,5 +68,4 @@ class Cleanup:
             logs.for_job(log, job).info("deleted: ended and synced more than %s ago", self._ttl)
             self._store.remove(job.key)
             count += 1
-        self.deleted += count
         return count

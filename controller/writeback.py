@@ -374,10 +374,6 @@ class WriteBack:
             pending.since = float("-inf")
             self._wake[pending.stage].set()
 
-    @property
-    def backlog(self) -> int:
-        return len(self._pending)
-
     # Running ------------------------------------------------------------------------------------
 
     def on_change(self, job: MediaJob, old: MediaJob | None) -> None:

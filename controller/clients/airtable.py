@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from pyairtable import Api
+from pyairtable import Api, formulas
 from requests.adapters import HTTPAdapter
 
 from controller.backoff import RateLimiter, SendPacer, backoff_delay
@@ -82,6 +82,11 @@ class AirtableRejected(AirtableError):
         super().__init__(f"Airtable rejected the request: HTTP {status} {error_type}: {message}")
         self.status = status
         self.error_type = error_type
+
+
+def any_record(record_ids: Sequence[str]) -> formulas.Formula:
+    """`OR(RECORD_ID()='rec…', …)`, built by pyairtable.formulas (which quotes what it must)."""
+    return formulas.OR(*(formulas.EQ(formulas.RECORD_ID(), r) for r in record_ids))
 
 
 class AirtableClient:
@@ -172,8 +177,7 @@ class AirtableClient:
         ids = [check_record_id(r) for r in dict.fromkeys(record_ids)]
         for start in range(0, len(ids), IDS_PER_READ):
             chunk = ids[start : start + IDS_PER_READ]
-            formula = "OR(" + ",".join(f"RECORD_ID()='{r}'" for r in chunk) + ")"
-            for record in await self.list_records(table, formula=formula, fields=fields):
+            for record in await self.list_records(table, formula=str(any_record(chunk)), fields=fields):
                 fields_of = record.get("fields")
                 found[str(record.get("id"))] = fields_of if isinstance(fields_of, dict) else {}
         return found
