@@ -14,6 +14,11 @@ and keeping the cursor beside it means a new leader resumes exactly where the ol
 Pings may reach any replica (the Service balances them). Every replica verifies the MAC; the
 leader acts on a ping at once, a non-leader records it as an annotation on the Secret, which the
 leader reads every few seconds (API-server reads are not Airtable calls).
+
+Two rooms: `AirtableWebhook` keeps the webhook's life on Airtable's side (adopt or create it, look
+at it once per check period, refresh it, its cursor) and reports facts (`Found`, `Health`);
+`PushSource` decides what they mean for the mirror: the `Mode`, full resyncs, wake-ups, batches,
+and the freshness the write-back asks for.
 """
 
 from __future__ import annotations
@@ -273,6 +278,138 @@ class PingReceiver:
             return 503, "error"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Found:
+    """What `AirtableWebhook.ensure` found or made."""
+
+    created: bool  # a new webhook: its stream starts now, so every processing row must be listed
+    cursor_lost: bool  # adopted, but its cursor is gone: every processing row must be listed too
+    notifications: bool  # Airtable pings it; else its payloads must be read every interval
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Health:
+    """One look at the webhook (`AirtableWebhook.check`)."""
+
+    recreated: Found | None = None  # it was gone (expired, deleted), and a new one was made
+    waiting: bool = False  # payloads wait unread
+    failing: bool = False  # its pings fail, or were disabled (and are enabled again now)
+
+
+class AirtableWebhook:
+    """The webhook's life on Airtable's side: adopted from the state Secret or created, kept
+    alive, and its cursor. What these facts mean for the mirror (mode, full resyncs, the payload
+    stream's freshness) is PushSource's to decide."""
+
+    def __init__(
+        self,
+        airtable: AirtableClient,
+        store: SecretStateStore,
+        *,
+        table: str,
+        url: str,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._airtable = airtable
+        self.store = store
+        self._table = table
+        self._url = url
+        self._now = now
+        self.state: WebhookState | None = None
+        self.table_id: str | None = None
+        self.status_field: str | None = None
+        self.field_ids: dict[str, str] = {}
+
+    async def ensure(self) -> Found:
+        """Adopt the webhook named in the Secret if it still fits, else create one."""
+        if self.table_id is None:
+            self.table_id, fields = await self._airtable.table_schema(self._table)
+            self.status_field = fields.get(FIELD_STATUS)
+            self.field_ids = fields
+            missing = [name for name in KNOWN_FIELDS if name not in fields]
+            if missing:
+                log.warning(
+                    "the %s table has no field %s: its rows are read before every write",
+                    self._table,
+                    ", ".join(missing),
+                )
+        state = await self.store.load()
+        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
+        wanted = webhook_spec(self.table_id, self.field_ids)
+        if (
+            state is not None
+            and state.webhook_id in hooks
+            and state.notification_url == self._url
+            and spec_covers(hooks[state.webhook_id].get("specification"), wanted)
+        ):
+            hook = hooks[state.webhook_id]
+            self.state = state
+            await self._keep_alive(hook)
+            log.info("adopted Airtable webhook %s at cursor %s", state.webhook_id, state.cursor)
+            return Found(
+                created=False,
+                cursor_lost=state.cursor is None,
+                notifications=bool(hook.get("areNotificationsEnabled", True)),
+            )
+        for old_id, hook in hooks.items():
+            if hook.get("notificationUrl") == self._url or (state is not None and old_id == state.webhook_id):
+                # ours from an earlier life (its secret lost, its URL changed, or it watches
+                # fewer fields than this version needs): replace it
+                log.info("deleting Airtable webhook %s, which cannot be adopted", old_id)
+                await self._airtable.delete_webhook(old_id)
+        created = await self._airtable.create_webhook(self._url, wanted)
+        new_id, secret = created.get("id"), created.get("macSecretBase64")
+        if not isinstance(new_id, str) or not isinstance(secret, str):
+            raise AirtableError("Airtable's create-webhook answer has no id or secret")
+        self.state = WebhookState(new_id, Secret(secret), cursor=1, notification_url=self._url)
+        await self.store.save(self.state)
+        log.info("created Airtable webhook %s on table %s", new_id, self._table)
+        return Found(created=True, cursor_lost=False, notifications=True)
+
+    async def check(self) -> Health:
+        """One listing of the webhooks: alive? pings failing? payloads waiting unread? expiring?"""
+        state = self.state
+        assert state is not None
+        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
+        hook = hooks.get(state.webhook_id)
+        if hook is None:
+            log.warning(
+                "the Airtable webhook %s is gone (expired or deleted): recreating it", state.webhook_id
+            )
+            self.state = None
+            return Health(recreated=await self.ensure())
+        waiting = int(hook.get("cursorForNextPayload") or 0) > (state.cursor or 0)
+        result = hook.get("lastNotificationResult")
+        failing = isinstance(result, dict) and result.get("success") is False
+        if not hook.get("areNotificationsEnabled", True):
+            await self._airtable.enable_webhook_notifications(state.webhook_id)
+            failing = True
+        await self._keep_alive(hook)
+        return Health(waiting=waiting, failing=failing)
+
+    async def save_cursor(self, state: WebhookState, cursor: int) -> None:
+        if cursor != state.cursor:
+            await self.store.save_cursor(cursor)
+            state.cursor = cursor
+
+    async def next_cursor(self) -> int:
+        """Where the stream stands now: a full listing taken after it misses nothing."""
+        state = self.state
+        assert state is not None
+        for hook in await self._airtable.list_webhooks():
+            if hook.get("id") == state.webhook_id:
+                return max(int(hook.get("cursorForNextPayload") or 1), 1)
+        return 1
+
+    async def _keep_alive(self, hook: dict[str, Any]) -> None:
+        assert self.state is not None
+        expires = parse_time(hook.get("expirationTime"))
+        left = expires - self._now() if expires else None
+        if left is not None and left < REFRESH_BEFORE:
+            await self._airtable.refresh_webhook(self.state.webhook_id)
+            log.info("refreshed Airtable webhook %s (it had %s left)", self.state.webhook_id, left)
+
+
 class PushSource:
     """The mirror's change source on the leader while the webhook works.
 
@@ -298,9 +435,8 @@ class PushSource:
     ) -> None:
         self._airtable = airtable
         self.facts = facts if facts is not None else JobsRowFacts()
-        self._store = store
+        self.webhook = AirtableWebhook(airtable, store, table=table, url=notification_url, now=now)
         self._table = table
-        self._url = notification_url
         self._interval = interval
         self._check_every = check_every
         self._full_every = full_every
@@ -309,10 +445,7 @@ class PushSource:
         self._clock = clock
         self._now = now
         self._wake = asyncio.Event()
-        self.state: WebhookState | None = None
         self.mode = Mode.STARTING
-        self._table_id: str | None = None
-        self._status_field: str | None = None
         self._need_full = True
         self._last_full = -math.inf
         self._last_check = -math.inf
@@ -327,10 +460,13 @@ class PushSource:
         self._uncommitted_before = False
         self._woken = True  # the first batch after start reads whatever waits
         self._started_at = now()
-        self._field_ids: dict[str, str] = {}
         # Up to when the payloads vouch for `facts` (the start of the last complete payload read).
         self.fresh_at = -math.inf
         self._fresh = asyncio.Event()
+
+    @property
+    def state(self) -> WebhookState | None:
+        return self.webhook.state
 
     def mode_now(self) -> Mode:
         """The mode as of now: an await may have changed it (type checkers narrow attributes)."""
@@ -345,7 +481,7 @@ class PushSource:
     async def fresh_since(self, since: float, timeout: float) -> bool:
         """Wait (at most `timeout`) until a payload read that started after `since` has been
         applied to `facts`. False when push is not working: then the caller must read the rows."""
-        if any(name not in self._field_ids for name in KNOWN_FIELDS):
+        if any(name not in self.webhook.field_ids for name in KNOWN_FIELDS):
             return False  # (no schema yet, or a field is missing: its changes would go unseen)
         try:
             async with asyncio.timeout(timeout):
@@ -405,7 +541,7 @@ class PushSource:
         if self.state is None:
             return
         try:
-            stored = await self._store.load()
+            stored = await self.webhook.store.load()
         except KubeError:
             return
         mark = stored.ping_at if stored else None
@@ -462,9 +598,7 @@ class PushSource:
         started = self._clock()
 
         async def commit() -> None:
-            if state.cursor != cursor:
-                await self._store.save_cursor(cursor)
-                state.cursor = cursor
+            await self.webhook.save_cursor(state, cursor)
             self._need_full = False
             self._last_full = started
 
@@ -485,7 +619,7 @@ class PushSource:
                     if exc.status == 404:
                         log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
                         self._stream_broken()
-                        self.state = None
+                        self.webhook.state = None
                         await self._ensure()
                         if self.mode is Mode.LISTING:
                             return await self._fallback.next_batch()
@@ -497,18 +631,17 @@ class PushSource:
                     cursor = next_cursor
                 if not page.get("mightHaveMore") or not page["payloads"]:
                     break
-        assert self._table_id is not None
-        self.facts.learn_payloads(payloads, self._table_id, self._field_ids)
+        table_id = self.webhook.table_id
+        assert table_id is not None
+        self.facts.learn_payloads(payloads, table_id, self.webhook.field_ids)
         self.fresh_at = self._last_read
         self._fresh.set()
-        changes = read_changes(payloads, self._table_id, self._status_field)
+        changes = read_changes(payloads, table_id, self.webhook.status_field)
         records, complete = await self._fetch(changes.fetch)
         self.facts.learn_rest(records)
 
         async def commit() -> None:
-            if cursor != state.cursor:
-                await self._store.save_cursor(cursor)
-                state.cursor = cursor
+            await self.webhook.save_cursor(state, cursor)
             if complete:
                 self._last_full = self._last_read
 
@@ -541,120 +674,56 @@ class PushSource:
         self._started_at = self._now()
         try:
             with calls_for(PURPOSE_UPKEEP):
-                await self._ensure_inner()
+                found = await self.webhook.ensure()
         except AirtableError as exc:
             if self.mode is not Mode.LISTING:
                 log.warning(
                     "Airtable change notifications unavailable (%s): polling incrementally instead", exc
                 )
             self.mode = Mode.LISTING
-            self.state = None
+            self.webhook.state = None
             self._stream_broken()
             self._fallback.force_full()
             self._last_check = self._clock()
             return
+        self._found(found)
         self._last_check = self._clock()
 
-    async def _ensure_inner(self) -> None:
-        if self._table_id is None:
-            self._table_id, fields = await self._airtable.table_schema(self._table)
-            self._status_field = fields.get(FIELD_STATUS)
-            self._field_ids = fields
-            missing = [name for name in KNOWN_FIELDS if name not in fields]
-            if missing:
-                log.warning(
-                    "the %s table has no field %s: its rows are read before every write",
-                    self._table,
-                    ", ".join(missing),
-                )
-        state = await self._store.load()
-        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
-        wanted = webhook_spec(self._table_id, self._field_ids)
-        if (
-            state is not None
-            and state.webhook_id in hooks
-            and state.notification_url == self._url
-            and spec_covers(hooks[state.webhook_id].get("specification"), wanted)
-        ):
-            hook = hooks[state.webhook_id]
-            if state.cursor is None:
-                log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
-                self._need_full = True
-            elif self._need_full:
-                # a new leader resumes at the saved cursor: the payloads since cover everything
-                self._need_full = False
-                self._last_full = self._clock()
-            self.state = state
-            self.mode = Mode.PUSH if hook.get("areNotificationsEnabled", True) else Mode.PAYLOAD_POLLING
-            await self._keep_alive(hook)
-            log.info("adopted Airtable webhook %s at cursor %s", state.webhook_id, state.cursor)
-            return
-        for old_id, hook in hooks.items():
-            if hook.get("notificationUrl") == self._url or (state is not None and old_id == state.webhook_id):
-                # ours from an earlier life (its secret lost, its URL changed, or it watches
-                # fewer fields than this version needs): replace it
-                log.info("deleting Airtable webhook %s, which cannot be adopted", old_id)
-                await self._airtable.delete_webhook(old_id)
-        created = await self._airtable.create_webhook(self._url, wanted)
-        new_id, secret = created.get("id"), created.get("macSecretBase64")
-        if not isinstance(new_id, str) or not isinstance(secret, str):
-            raise AirtableError("Airtable's create-webhook answer has no id or secret")
-        self._stream_broken()
-        self.state = WebhookState(new_id, Secret(secret), cursor=1, notification_url=self._url)
-        await self._store.save(self.state)
-        self._need_full = True
-        self.mode = Mode.PUSH
-        log.info("created Airtable webhook %s on table %s", new_id, self._table)
+    def _found(self, found: Found) -> None:
+        """What a webhook adopted or made means for the source."""
+        if found.created:
+            self._stream_broken()
+            self._need_full = True
+        elif found.cursor_lost:
+            log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
+            self._need_full = True
+        elif self._need_full:
+            # a new leader resumes at the saved cursor: the payloads since cover everything
+            self._need_full = False
+            self._last_full = self._clock()
+        self.mode = Mode.PUSH if found.notifications else Mode.PAYLOAD_POLLING
 
     async def _upkeep(self) -> None:
-        """One listing of the webhooks: alive? pings failing? payloads waiting unread? expiring?"""
-        state = self.state
-        assert state is not None
+        """One look at the webhook; pings that do not reach us mean reading payloads every interval."""
         self._last_check = self._clock()
         pinged, self._pinged = self._pinged, False
         try:
             with calls_for(PURPOSE_UPKEEP):
-                hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
-                hook = hooks.get(state.webhook_id)
-                if hook is None:
-                    log.warning(
-                        "the Airtable webhook %s is gone (expired or deleted): recreating it",
-                        state.webhook_id,
-                    )
-                    self.state = None
-                    await self._ensure_inner()
-                    return
-                waiting = int(hook.get("cursorForNextPayload") or 0) > (state.cursor or 0)
-                result = hook.get("lastNotificationResult")
-                failing = isinstance(result, dict) and result.get("success") is False
-                if not hook.get("areNotificationsEnabled", True):
-                    await self._airtable.enable_webhook_notifications(state.webhook_id)
-                    failing = True
-                if (waiting and not pinged) or failing:
-                    if self.mode is Mode.PUSH:
-                        log.warning("Airtable pings are not reaching us: reading payloads every interval")
-                    self.mode = Mode.PAYLOAD_POLLING
-                    self._wake.set()
-                await self._keep_alive(hook)
+                health = await self.webhook.check()
         except AirtableError as exc:
             log.warning("Airtable webhook upkeep failed: %s", exc)
-
-    async def _keep_alive(self, hook: dict[str, Any]) -> None:
-        assert self.state is not None
-        expires = parse_time(hook.get("expirationTime"))
-        left = expires - self._now() if expires else None
-        if left is not None and left < REFRESH_BEFORE:
-            await self._airtable.refresh_webhook(self.state.webhook_id)
-            log.info("refreshed Airtable webhook %s (it had %s left)", self.state.webhook_id, left)
+            return
+        if health.recreated is not None:
+            self._found(health.recreated)
+        elif (health.waiting and not pinged) or health.failing:
+            if self.mode is Mode.PUSH:
+                log.warning("Airtable pings are not reaching us: reading payloads every interval")
+            self.mode = Mode.PAYLOAD_POLLING
+            self._wake.set()
 
     async def _next_cursor(self) -> int:
-        state = self.state
-        assert state is not None
         with calls_for(PURPOSE_UPKEEP):
-            for hook in await self._airtable.list_webhooks():
-                if hook.get("id") == state.webhook_id:
-                    return max(int(hook.get("cursorForNextPayload") or 1), 1)
-        return 1
+            return await self.webhook.next_cursor()
 
 
 def _valid_ids(ids: Iterable[str]) -> list[str]:
