@@ -53,15 +53,17 @@ class CycleReport:
         return self.create_attempts + self.ended_in_airtable + self.resubmitted
 
 
-def is_resubmission(job: MediaJob, row: JobRow, *, result_written: bool) -> bool:
+def is_resubmission(job: MediaJob, row: JobRow, *, written_attempt: int | None) -> bool:
     """Did the app send this job again? Pure.
 
-    `result_written`: the controller's result had reached the Jobs row before the row was read.
-    A row still `processing` only because our own write is pending is not a re-submission.
+    `written_attempt`: the attempt whose result had reached the Jobs row before the row was read.
+    A row still `processing` only because our own write is pending is not a re-submission, and
+    neither is one whose written result belongs to an earlier attempt: an early webhook may have
+    started and ended a newer attempt between that snapshot and the listing (found by the soak).
     """
     if job.spec.external_job_id != row.external_job_id:
         return True
-    return job.ended and result_written
+    return job.ended and written_attempt == job.attempt
 
 
 def resubmission_patch(job: MediaJob, row: JobRow, now: datetime) -> dict[str, Any]:
@@ -101,7 +103,7 @@ async def ensure_mediajob(
     existing: MediaJob | None,
     *,
     now: datetime,
-    result_written: bool = False,
+    written_attempt: int | None = None,
 ) -> Ensured:
     """The MediaJob of a `processing` Jobs row: created if absent, a new attempt if the row was sent again.
 
@@ -115,7 +117,7 @@ async def ensure_mediajob(
             return Ensured("created", await kube.create_mediajob(body))
         except Conflict:
             return Ensured("raced")
-    if not existing.managed or not is_resubmission(existing, row, result_written=result_written):
+    if not existing.managed or not is_resubmission(existing, row, written_attempt=written_attempt):
         return Ensured("kept")
     try:
         patch = resubmission_patch(existing, row, now)
@@ -203,14 +205,16 @@ class Mirror:
     async def cycle(self) -> CycleReport:
         report = CycleReport()
         # Taken before the listing: a result written after it may not show in this listing yet.
-        written = {job.key for job in self._store if job.ended and job.status.jobs_row_written_at}
+        written = {
+            job.key: job.attempt for job in self._store if job.ended and job.status.jobs_row_written_at
+        }
         batch = await self._source.next_batch()
         records = batch.records
         report.rows = len(records)
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
         missing: list[tuple[Any, JobRow, Key]] = []
-        resubmitted: list[tuple[MediaJob, JobRow, bool]] = []
+        resubmitted: list[tuple[MediaJob, JobRow, int | None]] = []
         for record in records:
             try:
                 row = parse_job_row(record)
@@ -227,8 +231,8 @@ class Mirror:
             if existing is None:
                 if key not in self._created:
                     missing.append((record, row, key))
-            elif existing.managed and is_resubmission(existing, row, result_written=key in written):
-                resubmitted.append((existing, row, key in written))
+            elif existing.managed and is_resubmission(existing, row, written_attempt=written.get(key)):
+                resubmitted.append((existing, row, written.get(key)))
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(record: Any, row: JobRow, key: Key) -> None:
@@ -247,8 +251,8 @@ class Mirror:
 
         await asyncio.gather(*(create(*item) for item in missing))
         report.create_attempts = len(missing)
-        for job, row, result_written in resubmitted:
-            report.resubmitted += await self._resubmit(job, row, result_written)
+        for job, row, written_attempt in resubmitted:
+            report.resubmitted += await self._resubmit(job, row, written_attempt)
         if notes:
             await self._airtable.update_records(self._table, notes)
             report.notes_written = len(notes)
@@ -270,11 +274,11 @@ class Mirror:
         self._created.add(key)
         return None
 
-    async def _resubmit(self, job: MediaJob, row: JobRow, result_written: bool) -> int:
+    async def _resubmit(self, job: MediaJob, row: JobRow, written_attempt: int | None) -> int:
         """Patch the spec for a new attempt; a 409 means the job changed: the next cycle decides."""
         try:
             ensured = await ensure_mediajob(
-                self._kube, job.namespace, row, job, now=self._now(), result_written=result_written
+                self._kube, job.namespace, row, job, now=self._now(), written_attempt=written_attempt
             )
             if ensured.action != "resubmitted":
                 return 0

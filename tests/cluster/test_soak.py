@@ -69,6 +69,15 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
 }
 
 
+def target_writes_allowed(kind: str, nca_ids: int) -> set[int]:
+    """The target writes a job may leave. A job sent again with the same NCA id has the same
+    output: a leader that took over between the second attempt's end and its write-back did not
+    see that attempt run, reads the target row first, finds the output there and rightly writes
+    nothing (seen once in the soak, with a SIGKILL 1 s after such an end)."""
+    target = EXPECTED[kind][1]
+    return {1, 2} if kind == "resubmit-again" and nca_ids == 1 else {target}
+
+
 @dataclasses.dataclass
 class Planned:
     kind: str
@@ -396,10 +405,11 @@ async def test_chaos_soak(
                     if world.airtable.writes_for(job.record_id) < 1:
                         return False
                     continue
-                wanted, target = EXPECTED[job.kind]
+                wanted, _ = EXPECTED[job.kind]
                 if len(jobs_statuses(world, job.record_id)) < len(wanted) and not superseded(job):
                     return False
-                if job.target_id and world.airtable.writes_for(job.target_id) < target:
+                least = min(target_writes_allowed(job.kind, len(job.job_ids)))
+                if job.target_id and world.airtable.writes_for(job.target_id) < least:
                     return False
             return True
 
@@ -464,7 +474,7 @@ async def test_chaos_soak(
             if superseded(job) and got_target == target:
                 outcomes["late-webhook, TimedOut superseded before its write"] += 1
                 continue
-            if statuses != wanted or got_target != target:
+            if statuses != wanted or got_target not in target_writes_allowed(job.kind, len(job.job_ids)):
                 violations.append(
                     f"{job.kind} {job.record_id}: Jobs writes {statuses}, target writes {got_target}"
                 )

@@ -232,19 +232,22 @@ def row(external: str = JOB_ID) -> JobRow:
 @pytest.mark.parametrize(
     ("status", "external", "written", "resubmitted"),
     [
-        ({"phase": "Processing"}, JOB_ID, False, False),
-        ({"phase": "Processing"}, "new-job-2", False, True),  # a new External Job ID
-        ({"phase": "Failed"}, "new-job-2", False, True),
-        ({"phase": "Completed", "airtableSynced": True}, JOB_ID, True, True),  # back to processing
-        ({"phase": "TimedOut", "airtableSynced": True}, JOB_ID, True, True),
+        ({"phase": "Processing"}, JOB_ID, None, False),
+        ({"phase": "Processing"}, "new-job-2", None, True),  # a new External Job ID
+        ({"phase": "Failed"}, "new-job-2", None, True),
+        ({"phase": "Completed", "airtableSynced": True}, JOB_ID, 1, True),  # back to processing
+        ({"phase": "TimedOut", "airtableSynced": True}, JOB_ID, 1, True),
         # still processing only because our own write is pending (or landed after the listing)
-        ({"phase": "Completed"}, JOB_ID, False, False),
+        ({"phase": "Completed"}, JOB_ID, None, False),
+        # the written result was an earlier attempt's: a newer one (an early webhook's) ended since
+        ({"phase": "Completed", "attempt": 2}, JOB_ID, 1, False),
+        ({"phase": "Completed", "attempt": 2, "airtableSynced": True}, JOB_ID, 2, True),
     ],
 )
 def test_what_is_a_resubmission(
-    status: dict[str, Any], external: str, written: bool, resubmitted: bool
+    status: dict[str, Any], external: str, written: int | None, resubmitted: bool
 ) -> None:
-    assert is_resubmission(job(status=status), row(external), result_written=written) is resubmitted
+    assert is_resubmission(job(status=status), row(external), written_attempt=written) is resubmitted
 
 
 def test_a_resubmission_patch_makes_a_new_generation_and_moves_the_label() -> None:
