@@ -62,9 +62,6 @@ from controller.vocabulary import ANNOTATION_AIRTABLE_PING, FIELD_STATUS, MANAGE
 log = logging.getLogger(__name__)
 
 
-# Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
-# among them, so that the leader's knowledge of a row (controller.jobrows) stays exact without
-# reads; Response Payload is not watched.
 class Mode(enum.Enum):
     """How the push source learns of changes now."""
 
@@ -79,6 +76,9 @@ class Mode(enum.Enum):
         return self in (Mode.PUSH, Mode.PAYLOAD_POLLING)
 
 
+# Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
+# among them, so that the leader's knowledge of a row (controller.jobrows) stays exact without
+# reads; Response Payload is not watched.
 WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
@@ -291,7 +291,7 @@ class Found:
 class Health:
     """One look at the webhook (`AirtableWebhook.check`)."""
 
-    recreated: Found | None = None  # it was gone (expired, deleted), and a new one was made
+    gone: bool = False  # expired or deleted: a new one must be made
     waiting: bool = False  # payloads wait unread
     failing: bool = False  # its pings fail, or were disabled (and are enabled again now)
 
@@ -334,7 +334,7 @@ class AirtableWebhook:
                     ", ".join(missing),
                 )
         state = await self.store.load()
-        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
+        hooks = await self._listed()
         wanted = webhook_spec(self.table_id, self.field_ids)
         if (
             state is not None
@@ -370,14 +370,9 @@ class AirtableWebhook:
         """One listing of the webhooks: alive? pings failing? payloads waiting unread? expiring?"""
         state = self.state
         assert state is not None
-        hooks = {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
-        hook = hooks.get(state.webhook_id)
+        hook = (await self._listed()).get(state.webhook_id)
         if hook is None:
-            log.warning(
-                "the Airtable webhook %s is gone (expired or deleted): recreating it", state.webhook_id
-            )
-            self.state = None
-            return Health(recreated=await self.ensure())
+            return Health(gone=True)
         waiting = int(hook.get("cursorForNextPayload") or 0) > (state.cursor or 0)
         result = hook.get("lastNotificationResult")
         failing = isinstance(result, dict) and result.get("success") is False
@@ -396,10 +391,12 @@ class AirtableWebhook:
         """Where the stream stands now: a full listing taken after it misses nothing."""
         state = self.state
         assert state is not None
-        for hook in await self._airtable.list_webhooks():
-            if hook.get("id") == state.webhook_id:
-                return max(int(hook.get("cursorForNextPayload") or 1), 1)
-        return 1
+        hook = (await self._listed()).get(state.webhook_id, {})
+        return max(int(hook.get("cursorForNextPayload") or 1), 1)
+
+    async def _listed(self) -> dict[str, dict[str, Any]]:
+        """The base's webhooks by id (one call)."""
+        return {str(h.get("id")): h for h in await self._airtable.list_webhooks()}
 
     async def _keep_alive(self, hook: dict[str, Any]) -> None:
         assert self.state is not None
@@ -617,10 +614,7 @@ class PushSource:
                     page = await self._airtable.webhook_payloads(state.webhook_id, cursor)
                 except AirtableRejected as exc:
                     if exc.status == 404:
-                        log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
-                        self._stream_broken()
-                        self.webhook.state = None
-                        await self._ensure()
+                        await self._recreate()
                         if self.mode is Mode.LISTING:
                             return await self._fallback.next_batch()
                         return await self._full_batch()
@@ -689,6 +683,14 @@ class PushSource:
         self._found(found)
         self._last_check = self._clock()
 
+    async def _recreate(self) -> None:
+        """The webhook is gone (expired or deleted): a new one, or incremental polling when
+        Airtable refuses one, as at start-up."""
+        log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
+        self._stream_broken()
+        self.webhook.state = None
+        await self._ensure()
+
     def _found(self, found: Found) -> None:
         """What a webhook adopted or made means for the source."""
         if found.created:
@@ -713,8 +715,8 @@ class PushSource:
         except AirtableError as exc:
             log.warning("Airtable webhook upkeep failed: %s", exc)
             return
-        if health.recreated is not None:
-            self._found(health.recreated)
+        if health.gone:
+            await self._recreate()
         elif (health.waiting and not pinged) or health.failing:
             if self.mode is Mode.PUSH:
                 log.warning("Airtable pings are not reaching us: reading payloads every interval")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore
+from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore, webhook_spec
 from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
@@ -210,6 +210,28 @@ async def test_an_expired_webhook_is_recreated_and_everything_resynced(rig: Rig)
     later = rig.add_row(2)
     batch = await batch_after_wait(source)
     assert [r["id"] for r in batch.records] == [later]
+
+
+async def test_an_upkeep_that_cannot_recreate_the_webhook_falls_back_to_incremental_polling(rig: Rig) -> None:
+    """The hourly upkeep finds the webhook gone and Airtable refuses a new one (the base already
+    has its 10): the source polls incrementally, as when push is unavailable at start-up."""
+    source = await started(rig)
+    state = source.state
+    assert state is not None
+    assert source.webhook.table_id is not None
+    spec = webhook_spec(source.webhook.table_id, source.webhook.field_ids)
+    for i in range(10):  # other integrations' webhooks fill the base once ours is gone
+        if i == 9:
+            rig.sim.webhooks.expire(state.webhook_id)
+        await rig.airtable.create_webhook(f"http://other.invalid/hook/{i}", spec)
+    row = rig.add_row(1)
+    source._last_check = -1e9  # the upkeep is due
+    batch = await source.next_batch()
+    await batch.commit()
+    assert source.mode is Mode.LISTING
+    assert source.state is None
+    assert batch.complete  # the fallback's full listing: nothing missed while push was lost
+    assert row in {r["id"] for r in batch.records}
 
 
 async def test_the_hourly_upkeep_finds_an_expired_webhook_and_refreshes_before_expiry(rig: Rig) -> None:
