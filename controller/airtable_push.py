@@ -39,7 +39,7 @@ from typing import Any
 
 from pyairtable import formulas
 
-from controller.changes import ChangeBatch, IncrementalPolling, list_processing, record_ids
+from controller.changes import PROCESSING, ChangeBatch, IncrementalPolling, list_processing, record_ids
 from controller.clients.airtable import (
     PURPOSE_MIRROR,
     PURPOSE_PAYLOADS,
@@ -655,7 +655,7 @@ class PushSource:
         with calls_for(PURPOSE_MIRROR):
             for start in range(0, len(ordered), IDS_PER_FETCH):
                 chunk = ordered[start : start + IDS_PER_FETCH]
-                formula = str(formulas.AND(formulas.match({FIELD_STATUS: "processing"}), any_record(chunk)))
+                formula = str(formulas.AND(PROCESSING, any_record(chunk)))
                 records += await self._airtable.list_records(
                     self._table, formula=formula, fields=MIRROR_FIELDS, priority=READ
                 )

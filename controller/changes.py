@@ -28,7 +28,7 @@ from controller.clients.airtable import PURPOSE_MIRROR, READ, AirtableClient, ca
 from controller.rows import MIRROR_FIELDS
 from controller.vocabulary import FIELD_STATUS
 
-PROCESSING_FORMULA = str(formulas.match({FIELD_STATUS: "processing"}))
+PROCESSING = formulas.match({FIELD_STATUS: "processing"})  # the rows the mirror follows
 # How far back an incremental listing reaches before the previous cycle's start: covers clock
 # skew between this pod and Airtable, and writes that landed while the previous listing ran.
 INCREMENTAL_OVERLAP = timedelta(seconds=60)
@@ -72,7 +72,7 @@ def record_ids(records: list[dict[str, Any]]) -> frozenset[str]:
 async def list_processing(airtable: AirtableClient, table: str) -> list[dict[str, Any]]:
     with calls_for(PURPOSE_MIRROR):
         return await airtable.list_records(
-            table, formula=PROCESSING_FORMULA, fields=MIRROR_FIELDS, priority=READ
+            table, formula=str(PROCESSING), fields=MIRROR_FIELDS, priority=READ
         )
 
 
