@@ -40,6 +40,7 @@ from controller.budget import QuotaLinger
 from controller.changes import ChangeBatch, ChangeSource, IncrementalPolling, list_processing
 from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
+from controller.jobrows import KnownRows
 from controller.metrics import Metrics
 from controller.writeback import send_at
 from sandbox import AirtableSimulator
@@ -335,6 +336,7 @@ async def run_one(
                 full_every=FULL_EVERY / scale,
                 processing_count=lambda: len(world.discovered) - len(world.written),
                 fallback=fallback,
+                rows=KnownRows(),
             )
             holder["source"] = source = push
         elif mode == FALLBACK:

@@ -17,8 +17,8 @@ leader reads every few seconds (API-server reads are not Airtable calls).
 
 Two rooms: `AirtableWebhook` keeps the webhook's life on Airtable's side (adopt or create it, look
 at it once per check period, refresh it, its cursor) and reports facts (`Found`, `Health`);
-`PushSource` decides what they mean for the mirror: the `Mode`, full resyncs, wake-ups, batches,
-and the freshness the write-back asks for.
+`PushSource` decides what they mean for the mirror: the `Mode`, full resyncs, wake-ups, batches;
+and it teaches the write-back's `KnownRows` what it reads, vouching for them after each payload read.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from controller.clients.airtable import (
     calls_for,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
-from controller.jobrows import KNOWN_FIELDS, JobsRowFacts, cell_text, record_changes
+from controller.jobrows import KNOWN_FIELDS, KnownRows, cell_text, record_changes
 from controller.model import fmt_time, parse_time, utcnow
 from controller.naming import check_record_id
 from controller.rows import MIRROR_FIELDS
@@ -426,12 +426,13 @@ class PushSource:
         full_every: float,
         processing_count: Callable[[], int],
         fallback: IncrementalPolling,
-        facts: JobsRowFacts | None = None,
+        rows: KnownRows,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._airtable = airtable
-        self.facts = facts if facts is not None else JobsRowFacts()
+        self.rows = rows
+        rows.follow(self)
         self.webhook = AirtableWebhook(airtable, store, table=table, url=notification_url, now=now)
         self._table = table
         self._interval = interval
@@ -457,9 +458,6 @@ class PushSource:
         self._uncommitted_before = False
         self._woken = True  # the first batch after start reads whatever waits
         self._started_at = now()
-        # Up to when the payloads vouch for `facts` (the start of the last complete payload read).
-        self.fresh_at = -math.inf
-        self._fresh = asyncio.Event()
 
     @property
     def state(self) -> WebhookState | None:
@@ -475,28 +473,19 @@ class PushSource:
         """The write-back wants fresh facts: read payloads as soon as the spacing allows."""
         self._wake.set()
 
-    async def fresh_since(self, since: float, timeout: float) -> bool:
-        """Wait (at most `timeout`) until a payload read that started after `since` has been
-        applied to `facts`. False when push is not working: then the caller must read the rows."""
-        if any(name not in self.webhook.field_ids for name in KNOWN_FIELDS):
-            return False  # (no schema yet, or a field is missing: its changes would go unseen)
-        try:
-            async with asyncio.timeout(timeout):
-                while self.fresh_at < since:
-                    if self.state is None or not self.mode.reads_payloads:
-                        return False
-                    self.request_read()
-                    self._fresh.clear()
-                    await self._fresh.wait()
-        except TimeoutError:
-            return False
-        return self.state is not None and self.mode.reads_payloads
+    @property
+    def active(self) -> bool:
+        return self.mode is not Mode.LISTING
 
-    def _stream_broken(self) -> None:
-        """No continuous payload stream any more: nothing known is vouched for."""
-        self.facts.clear()
-        self.fresh_at = -math.inf
-        self._fresh.set()
+    @property
+    def vouching(self) -> bool:
+        """Payloads are read and carry every field the write-back needs (a missing one's changes
+        would go unseen)."""
+        return (
+            self.state is not None
+            and self.mode.reads_payloads
+            and all(name in self.webhook.field_ids for name in KNOWN_FIELDS)
+        )
 
     def wake(self) -> None:
         self._pinged = True
@@ -588,10 +577,10 @@ class PushSource:
         assert state is not None
         cursor = state.cursor
         if cursor is None:
-            self._stream_broken()
+            self.rows.broken()
             cursor = await self._next_cursor()
         records = await list_processing(self._airtable, self._table)
-        self.facts.learn_rest(records)
+        self.rows.learn_rest(records)
         started = self._clock()
 
         async def commit() -> None:
@@ -627,12 +616,11 @@ class PushSource:
                     break
         table_id = self.webhook.table_id
         assert table_id is not None
-        self.facts.learn_payloads(payloads, table_id, self.webhook.field_ids)
-        self.fresh_at = self._last_read
-        self._fresh.set()
+        self.rows.learn_payloads(payloads, table_id, self.webhook.field_ids)
+        self.rows.vouch(self._last_read)
         changes = read_changes(payloads, table_id, self.webhook.status_field)
         records, complete = await self._fetch(changes.fetch)
-        self.facts.learn_rest(records)
+        self.rows.learn_rest(records)
 
         async def commit() -> None:
             await self.webhook.save_cursor(state, cursor)
@@ -676,7 +664,7 @@ class PushSource:
                 )
             self.mode = Mode.LISTING
             self.webhook.state = None
-            self._stream_broken()
+            self.rows.broken()
             self._fallback.force_full()
             self._last_check = self._clock()
             return
@@ -687,14 +675,14 @@ class PushSource:
         """The webhook is gone (expired or deleted): a new one, or incremental polling when
         Airtable refuses one, as at start-up."""
         log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
-        self._stream_broken()
+        self.rows.broken()
         self.webhook.state = None
         await self._ensure()
 
     def _found(self, found: Found) -> None:
         """What a webhook adopted or made means for the source."""
         if found.created:
-            self._stream_broken()
+            self.rows.broken()
             self._need_full = True
         elif found.cursor_lost:
             log.warning("the Airtable webhook cursor was lost: resyncing every processing row")

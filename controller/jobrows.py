@@ -15,10 +15,12 @@ evicted to keep memory bounded.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from controller.vocabulary import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_STATUS
 
@@ -113,18 +115,72 @@ def record_changes(payloads: Iterable[Any], table_id: str) -> Iterator[tuple[str
 _ATTR = {FIELD_STATUS: "status", FIELD_EXTERNAL_ID: "external_job_id", FIELD_NOTES: "notes"}
 
 
-class JobsRowFacts:
-    """The leader's knowledge of Jobs rows; `fresh_at` says up to when a push read vouches for it."""
+class PayloadStream(Protocol):
+    """The push source, as the row knowledge sees it (controller.airtable_push.PushSource)."""
+
+    @property
+    def active(self) -> bool:
+        """The mirror is on push (or starting it): payload reads are coming."""
+
+    @property
+    def vouching(self) -> bool:
+        """Payloads are being read and carry every field the write-back needs."""
+
+    def request_read(self) -> None: ...
+
+
+class KnownRows:
+    """What the leader knows of the Jobs rows, and up to when a payload stream vouches for it.
+
+    One per leadership term, built by the runtime and given to the push source (which teaches
+    it and vouches) and the write-back (which asks it and teaches it its own reads and writes)."""
 
     def __init__(self, max_rows: int = MAX_ROWS) -> None:
         self._rows: OrderedDict[str, RowFacts] = OrderedDict()
         self._max = max_rows
+        self._stream: PayloadStream | None = None
+        self.fresh_at = -math.inf  # the start of the last payload read applied
+        self._fresh = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def get(self, record_id: str) -> RowFacts | None:
-        return self._rows.get(record_id)
+    def follow(self, stream: PayloadStream) -> None:
+        self._stream = stream
+
+    @property
+    def streaming(self) -> bool:
+        """A payload stream is on (or starting): worth waiting for rather than reading."""
+        return self._stream is not None and self._stream.active
+
+    @property
+    def vouching(self) -> bool:
+        return self._stream is not None and self._stream.vouching
+
+    def as_of(self, record_id: str, since: float = -math.inf) -> RowFacts | None:
+        """The row's facts if a payload read that started after `since` vouches for them, else
+        None (unknown: read it); without `since`, whatever is known."""
+        return self._rows.get(record_id) if since <= self.fresh_at else None
+
+    async def wait_fresh(self, since: float, timeout: float) -> bool:
+        """Wait (at most `timeout`) for a payload read that started after `since`; False when no
+        stream vouches (then the caller reads the rows)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.fresh_at < since:
+                    if self._stream is None or not self._stream.vouching:
+                        return False
+                    self._stream.request_read()
+                    self._fresh.clear()
+                    await self._fresh.wait()
+        except TimeoutError:
+            return False
+        return self.vouching
+
+    def vouch(self, started: float) -> None:
+        """A payload read that started at `started` has been applied."""
+        self.fresh_at = started
+        self._fresh.set()
 
     def learn(self, record_id: str, facts: RowFacts | None) -> None:
         if facts is None:
@@ -152,9 +208,7 @@ class JobsRowFacts:
                 prior = self._rows.get(rid) if kind == "changed" else None
                 self.learn(rid, merge_payload_cells(prior, cells, field_ids))
 
-    def forget(self, record_id: str) -> None:
-        self._rows.pop(record_id, None)
-
-    def clear(self) -> None:
+    def broken(self) -> None:
         """The payload stream broke (a new webhook, a lost cursor): nothing known is vouched for."""
         self._rows.clear()
+        self.vouch(-math.inf)

@@ -16,7 +16,7 @@ import logging
 import random
 from typing import Any
 
-from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore
+from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
 from controller.budget import QuotaLinger, SpacesBudget
 from controller.changes import ChangeSource, IncrementalPolling
 from controller.cleanup import Cleanup
@@ -25,7 +25,7 @@ from controller.clients.kube import KubeClient, KubeError, Login, default_login
 from controller.clients.nca import NcaClient
 from controller.clients.spaces import SpacesClient
 from controller.http import HttpServer
-from controller.jobrows import JobsRowFacts
+from controller.jobrows import KnownRows
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.mirror import Mirror
@@ -232,7 +232,7 @@ class Runtime:
         s = self.settings
         kube = self.clients.kube
         await self._seed_store()
-        facts = JobsRowFacts()  # this term's knowledge of the Jobs rows, shared by push and write-back
+        rows = KnownRows()  # this term's knowledge of the Jobs rows, shared by push and write-back
         self.writeback = writeback = WriteBack(
             airtable=self.clients.airtable,
             kube=kube,
@@ -244,10 +244,7 @@ class Runtime:
             # A partial batch waits for more, when more are coming, up to the linger: Airtable's
             # quota counts requests, not rows.
             linger=self._write_linger,
-            facts=facts,
-            freshness=lambda: (
-                self.push if self.push is not None and self.push.mode is not Mode.LISTING else None
-            ),
+            rows=rows,
         )
         timing = Timing(
             interval=s.polling_interval,
@@ -284,7 +281,7 @@ class Runtime:
             jobs_table=s.airtable_jobs_table,
             namespace=self.namespace,
             interval=s.polling_interval.total_seconds(),
-            source=self._change_source(facts),
+            source=self._change_source(rows),
         )
         log.info("leading: checks %s, mirror and write-back running", "on" if s.polling_enabled else "off")
         try:
@@ -307,7 +304,7 @@ class Runtime:
         self.metrics.writeback_linger.set(value)
         return value
 
-    def _change_source(self, facts: JobsRowFacts) -> ChangeSource:
+    def _change_source(self, rows: KnownRows) -> ChangeSource:
         """Push when AIRTABLE_WEBHOOK_URL is set, else (and whenever the webhook is unusable)
         incremental polling."""
         s = self.settings
@@ -326,7 +323,7 @@ class Runtime:
             full_every=s.airtable_full_resync.total_seconds(),
             processing_count=lambda: sum(1 for j in self.store if j.status.phase == "Processing"),
             fallback=fallback,
-            facts=facts,
+            rows=rows,
         )
         return self.push
 

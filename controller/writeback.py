@@ -1,20 +1,21 @@
 """Ended jobs → Airtable, batched, rate limited, and never written twice.
 
-Each ended job goes through four stages (`STAGES`): the check (its Jobs row's current state,
-read or known), its target row (Segments or Videos), its Jobs row, then `airtableSynced=true` on
-the resource. The target row goes first so that `completed` in the
-Jobs table always means the output is attached. Each stage batches up to 10 records per request,
-so 1,000 completions cost 100 target and 100 Jobs requests.
+Each ended job goes through the stages of `Stage`, in order, and its pending item names the one it
+is in: the check (its Jobs row's current state, read or known), its target row (Segments or
+Videos), its Jobs row, then `airtableSynced=true` on the resource. The target row goes first so
+that `completed` in the Jobs table always means the output is attached. Each stage batches up to
+10 records per request, so 1,000 completions cost 100 target and 100 Jobs requests.
 
 Never clobbered: before anything is written, the Jobs row's current state must be known. A row
 is written only while it is still `processing` or still holds the controller's own earlier result
-(its last Notes line is ours); a row someone else ended is left as it is (`EndedInAirtable`).
-`Notes` is appended to, one line per write. With push on, a payload read that started after the
-job reached this stage vouches for what the leader knows of the row (controller.jobrows), at no
-extra call: the reads that discover new rows serve here too. Rows it does not know, and every row
-without push, are read, 50 per request. Target rows: a job this leader saw in `Processing` cannot
-have been written by anyone before; any other one is "suspect" and its target row is read first,
-so that a row that already holds the result is not written again.
+(its last Notes line is ours); a row someone else ended is left as it is (`EndedInAirtable`);
+`WriteBack._judge` is the one place that decides it. `Notes` is appended to, one line per write.
+With push on, a payload read that started after the job reached this stage vouches for what the
+leader knows of the row (`controller.jobrows.KnownRows`), at no extra call: the reads that
+discover new rows serve here too. Rows it does not know, and every row without push, are read, 50
+per request. Target rows: a job this leader saw in `Processing` cannot have been written by anyone
+before; any other one is "suspect" and its target row is read first, so that a row that already
+holds the result is not written again.
 
 Batches: Airtable's quota counts requests, not rows, so a partial batch waits for more when more
 are coming (`send_at`), up to `linger`; a trickle goes at once.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import json
 import logging
 import random
@@ -38,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from itertools import pairwise
 from posixpath import basename
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from controller import logs
@@ -51,7 +53,7 @@ from controller.clients.airtable import (
     AirtableRejected,
 )
 from controller.clients.kube import KubeClient, KubeError, NotFound
-from controller.jobrows import DELETED, JobsRowFacts, RowFacts, facts_from_rest
+from controller.jobrows import DELETED, KnownRows, RowFacts, facts_from_rest
 from controller.metrics import Metrics
 from controller.model import MediaJob, fmt_time, utcnow
 from controller.rows import append_note
@@ -76,8 +78,16 @@ VIA_TEXT = {
     "webhook": "NCA webhook",
 }
 PERSISTENT_FAILURES = 3
-CHECK = "check"  # the stage that reads the Jobs rows before anything is written
-STAGES = (CHECK, "Segments", "Videos", "Jobs", "status")
+
+
+class Stage(enum.StrEnum):
+    CHECK = "check"  # the Jobs row's state is read (or known) before anything is written
+    SEGMENTS = "Segments"
+    VIDEOS = "Videos"
+    JOBS = "Jobs"
+    STATUS = "status"  # airtableSynced=true on the resource
+
+
 _OUR_NOTE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ " + COMPONENT + ": ")
 Verdict = Literal["write", "done", "ended"]
 Identity = tuple[str, int, str]  # uid, attempt, phase: one transition
@@ -234,34 +244,25 @@ def send_at(
     return min(deadline, stalled_at)
 
 
-class Freshness(Protocol):
-    """The push source, as the write-back sees it (controller.airtable_push.PushSource)."""
-
-    fresh_at: float
-
-    async def fresh_since(self, since: float, timeout: float) -> bool: ...
-
-
 @dataclasses.dataclass(slots=True)
 class _Pending:
     job: MediaJob
     writes: list[RowWrite]
     suspect: bool
+    stage: Stage = Stage.CHECK
     since: float = 0.0  # set by `_add` on enqueueing: its batches together wait at most `linger` from here
     entered: float = 0.0  # when it reached its current stage: what a vouching payload read must follow
     attempts: int = 0
     not_before: float = 0.0
     reported: bool = False
-    checked: bool = False  # the Jobs row was read and may be written
     outcome: str = Reason.AIRTABLE_UPDATED  # the Synced reason once the writes are done
     jobs_notes: Any = None  # the Jobs row's Notes as read, to append to
     target_error: str | None = None
 
     @property
-    def stage(self) -> str:
-        if not self.checked:
-            return CHECK
-        return self.writes[0].table if self.writes else "status"
+    def next_stage(self) -> Stage:
+        """After the check or a write: the next write's table, or the status."""
+        return Stage(self.writes[0].table) if self.writes else Stage.STATUS
 
     @property
     def identity(self) -> Identity:
@@ -281,8 +282,7 @@ class WriteBack:
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
         linger: float | Callable[[], float] = 0.0,
-        facts: JobsRowFacts | None = None,
-        freshness: Callable[[], Freshness | None] = lambda: None,
+        rows: KnownRows,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
@@ -296,16 +296,15 @@ class WriteBack:
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._linger: Callable[[], float] = linger if callable(linger) else (lambda: float(linger))
-        self._facts = facts if facts is not None else JobsRowFacts()
-        self._freshness = freshness
-        self._arrivals: dict[str, deque[float]] = {s: deque(maxlen=256) for s in STAGES}
+        self._rows = rows
+        self._arrivals: dict[Stage, deque[float]] = {s: deque(maxlen=256) for s in Stage}
         self._rng = rng or random.Random()
         self._now = now
         self._clock = clock
         self._pending: dict[Key, _Pending] = {}
         self._seen_processing: set[Key] = set()
         self._synced: dict[Key, Identity] = {}  # so that a late event cannot re-enqueue a transition
-        self._wake: dict[str, asyncio.Event] = {s: asyncio.Event() for s in STAGES}
+        self._wake: dict[Stage, asyncio.Event] = {s: asyncio.Event() for s in Stage}
 
     # Feeding ------------------------------------------------------------------------------------
 
@@ -346,13 +345,16 @@ class WriteBack:
         self._pending[item.job.key] = item
         self._metrics.writeback_backlog.set(len(self._pending))
         item.since = self._clock()
-        self._arrived(item)
+        self._move(item, item.stage)
 
-    def _arrived(self, item: _Pending) -> None:
-        """The item reached a new stage: the stage's rate counts it."""
+    def _move(self, item: _Pending, stage: Stage) -> None:
+        """The item enters `stage`, with a clean retry record; the stage's rate counts it."""
+        item.stage = stage
+        item.attempts = 0
+        item.not_before = 0.0
         item.entered = self._clock()
-        self._arrivals[item.stage].append(item.entered)
-        self._wake[item.stage].set()
+        self._arrivals[stage].append(item.entered)
+        self._wake[stage].set()
 
     def kick(self, job: MediaJob) -> None:
         """A recheck asks for the write now, not after the current backoff.
@@ -366,7 +368,7 @@ class WriteBack:
         ):
             target = [w for w in planned_writes(job) if w.table != "Jobs"]
             if target:
-                self._add(_Pending(job=job, writes=target, suspect=True, checked=True))
+                self._add(_Pending(job=job, writes=target, suspect=True, stage=Stage(target[0].table)))
         self.enqueue(job)
         pending = self._pending.get(job.key)
         if pending is not None:
@@ -391,13 +393,13 @@ class WriteBack:
                 self.on_change(job, None)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._check_loop())
-                for stage in ("Segments", "Videos", "Jobs"):
+                for stage in (Stage.SEGMENTS, Stage.VIDEOS, Stage.JOBS):
                     group.create_task(self._stage_loop(stage))
                 group.create_task(self._status_loop())
         finally:
             self._store.unsubscribe(self.on_change, self.forget)
 
-    async def _take(self, stage: str, limit: int, *, lingers: bool = False) -> list[_Pending]:
+    async def _take(self, stage: Stage, limit: int, *, lingers: bool = False) -> list[_Pending]:
         """Up to `limit` items ready for the stage: a full batch at once, a partial one when
         `send_at` says waiting for more no longer pays."""
         wake = self._wake[stage]
@@ -430,35 +432,31 @@ class WriteBack:
             timeout = None if earliest is None else max(earliest - now, 0.0)
             await wait_event(wake, timeout)
 
-    async def _stage_loop(self, stage: str) -> None:
+    async def _stage_loop(self, stage: Stage) -> None:
         while True:
             batch = await self._take(stage, MAX_RECORDS_PER_WRITE, lingers=True)
             await self._write_batch(stage, batch)
 
     async def _check_loop(self) -> None:
+        rows = self._rows
         while True:
-            source = self._freshness()
-            if source is None:
-                await self._check_batch(await self._take(CHECK, IDS_PER_READ, lingers=True))
+            if not rows.streaming:  # no payloads will vouch: gather a batch to read
+                await self._check_batch(await self._take(Stage.CHECK, IDS_PER_READ, lingers=True))
                 continue
-            batch = await self._take(CHECK, IDS_PER_READ)
+            batch = await self._take(Stage.CHECK, IDS_PER_READ)
             # The push source reads payloads at its own spacing (half a polling interval under a
             # stream of pings); waiting for its next read costs no call and gathers a batch.
-            if not await source.fresh_since(max(i.entered for i in batch), self._linger() * 1.25 + 1.0):
+            if not await rows.wait_fresh(max(i.entered for i in batch), self._linger() * 1.25 + 1.0):
                 await self._check_batch(batch)
                 continue
-            vouched = [
-                i
-                for i in self._pending.values()
-                if i.stage == CHECK and i.not_before <= self._clock() and i.entered <= source.fresh_at
-            ]
+            now = self._clock()
             unknown = []
-            for item in vouched:
-                known = self._facts.get(self._jobs_write(item).record_id)
-                if known is None:
+            for item in [i for i in self._pending.values() if i.stage is Stage.CHECK and i.not_before <= now]:
+                known = rows.as_of(self._jobs_write(item).record_id, item.entered)
+                if known is not None:
+                    self._judge(item, known.as_row())
+                elif item.entered <= rows.fresh_at:
                     unknown.append(item)
-                else:
-                    self._decide(item, known.as_row())
             for start in range(0, len(unknown), IDS_PER_READ):
                 await self._check_batch(unknown[start : start + IDS_PER_READ])
 
@@ -479,24 +477,21 @@ class WriteBack:
             return
         for rid in ids:
             row = rows.get(rid)
-            self._facts.learn(rid, facts_from_rest(row) if row is not None else RowFacts(DELETED, None, None))
+            self._rows.learn(rid, facts_from_rest(row) if row is not None else RowFacts(DELETED, None, None))
         for item in batch:
-            self._decide(item, rows.get(self._jobs_write(item).record_id))
+            self._judge(item, rows.get(self._jobs_write(item).record_id))
 
-    def _decide(self, item: _Pending, row: Mapping[str, Any] | None) -> None:
-        """The Jobs row as now known decides: write it, or leave it (ended by someone, or done)."""
+    def _judge(self, item: _Pending, row: Mapping[str, Any] | None) -> None:
+        """The one decision whether the Jobs row may be written, from its state as now known (read
+        by the check, or known just before the write): write it, or leave it as it is (ended by
+        someone else, or already holding this result) and go on to the status."""
         write = self._jobs_write(item)
         verdict = jobs_row_verdict(write, row, item.job.spec.external_job_id)
-        item.checked = True
-        item.attempts = 0
-        item.not_before = 0.0
         if verdict == "write":
             item.jobs_notes = (row or {}).get(FIELD_NOTES)
-        else:
-            self._leave(item, write, verdict)
-        self._arrived(item)
-
-    def _leave(self, item: _Pending, write: RowWrite, verdict: Verdict) -> None:
+            if item.stage is Stage.CHECK:
+                self._move(item, item.next_stage)
+            return
         item.writes.clear()
         jlog = logs.for_job(log, item.job)
         if verdict == "ended":
@@ -504,10 +499,11 @@ class WriteBack:
             jlog.info("Jobs row %s was ended in Airtable by someone else: left as it is", write.record_id)
         else:
             jlog.info("Jobs row %s already holds this result; not writing it again", write.record_id)
+        self._move(item, Stage.STATUS)
 
-    async def _write_batch(self, stage: str, batch: list[_Pending]) -> None:
-        table = self._tables.jobs if stage == "Jobs" else self._tables.physical(stage)
-        suspects = [item for item in batch if item.suspect and stage != "Jobs"]  # Jobs rows: read in CHECK
+    async def _write_batch(self, stage: Stage, batch: list[_Pending]) -> None:
+        table = self._tables.jobs if stage is Stage.JOBS else self._tables.physical(stage)
+        suspects = [item for item in batch if item.suspect and stage is not Stage.JOBS]  # Jobs rows: checked
         if suspects:
             try:
                 current = await self._airtable.get_records(
@@ -529,8 +525,12 @@ class WriteBack:
                 else:
                     item.suspect = False
             batch = [item for item in batch if item.stage == stage]
-        if stage == "Jobs":
-            batch = self._recheck_known(batch)
+        if stage is Stage.JOBS:
+            for item in batch:  # a change learned since the check (a payload, say) still counts
+                known = self._rows.as_of(item.writes[0].record_id)
+                if known is not None:
+                    self._judge(item, known.as_row())
+            batch = [item for item in batch if item.stage is Stage.JOBS]
         if not batch:
             return
         try:
@@ -539,7 +539,7 @@ class WriteBack:
             )
         except AirtableRejected as exc:
             if len(batch) == 1:
-                if stage != "Jobs":
+                if stage is not Stage.JOBS:
                     self._target_rejected(batch[0], exc)
                 else:
                     self._failed(batch[0], exc)
@@ -551,29 +551,14 @@ class WriteBack:
         except AirtableError as exc:
             for item in batch:
                 item.suspect = True  # it may have been applied before the error
-                if stage == "Jobs":
-                    item.checked = False  # read the row again: it may hold the result now
+                if stage is Stage.JOBS:
+                    item.stage, item.entered = Stage.CHECK, self._clock()  # read it again: it may hold it now
                 self._failed(item, exc)
             return
-        if stage == "Jobs":
-            self._facts.learn_rest(answer)  # what the rows hold now: no read before the next write
+        if stage is Stage.JOBS:
+            self._rows.learn_rest(answer)  # what the rows hold now: no read before the next write
         for item in batch:
             self._advance(item)
-
-    def _recheck_known(self, batch: list[_Pending]) -> list[_Pending]:
-        """Just before the Jobs write: a change learned since the check (a payload, say) still counts."""
-        for item in batch:
-            write = item.writes[0]
-            known = self._facts.get(write.record_id)
-            if known is None:
-                continue
-            verdict = jobs_row_verdict(write, known.as_row(), item.job.spec.external_job_id)
-            if verdict == "write":
-                item.jobs_notes = known.notes
-            else:
-                self._leave(item, write, verdict)
-                self._arrived(item)
-        return [item for item in batch if item.stage == "Jobs"]
 
     def _fields(self, item: _Pending) -> Mapping[str, Any]:
         """The Jobs row's Notes get one more line; everything else is written as planned."""
@@ -598,9 +583,7 @@ class WriteBack:
 
     def _advance(self, item: _Pending) -> None:
         item.writes.pop(0)
-        item.attempts = 0
-        item.not_before = 0.0
-        self._arrived(item)
+        self._move(item, item.next_stage)
 
     def _failed(self, item: _Pending, error: Exception) -> None:
         item.attempts += 1
@@ -632,7 +615,7 @@ class WriteBack:
 
     async def _status_loop(self) -> None:
         while True:
-            batch = await self._take("status", 20)
+            batch = await self._take(Stage.STATUS, 20)
             await asyncio.gather(*(self._mark_synced(item) for item in batch))
 
     async def _mark_synced(self, item: _Pending) -> None:

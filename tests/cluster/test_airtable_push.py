@@ -21,6 +21,7 @@ from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPoll
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
 from controller.http import HttpServer
+from controller.jobrows import KnownRows
 from controller.metrics import Metrics
 from sandbox import AirtableSimulator
 from sandbox.controlplane import free_port
@@ -54,6 +55,7 @@ class Rig:
             full_every=6 * 3600,
             processing_count=lambda: processing,
             fallback=IncrementalPolling(self.airtable, "Jobs", full_every=6 * 3600),
+            rows=KnownRows(),
         )
         self.leader["source"] = source
         return source
@@ -468,4 +470,4 @@ async def test_a_webhook_that_does_not_watch_notes_is_replaced_and_every_row_res
     assert row in {r["id"] for r in first.records}
     assert old_id not in rig.sim.webhooks.hooks
     assert len(rig.sim.webhooks.hooks) == 1
-    assert successor.facts.get(row) is not None  # known from the listing, to be kept by payloads
+    assert successor.rows.as_of(row) is not None  # known from the listing, to be kept by payloads

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from controller.airtable_push import spec_covers, webhook_spec
-from controller.jobrows import DELETED, JobsRowFacts, RowFacts, facts_from_rest, merge_payload_cells
+from controller.jobrows import DELETED, KnownRows, RowFacts, facts_from_rest, merge_payload_cells
 
 IDS = {"Status": "fldS", "External Job ID": "fldE", "Notes": "fldN"}
 KNOWN = RowFacts("processing", "job-1", "first line")
@@ -41,11 +41,11 @@ def payload(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_payloads_apply_in_order_and_deleted_rows_are_known_as_deleted() -> None:
-    facts = JobsRowFacts()
-    facts.learn_rest(
+    rows = KnownRows()
+    rows.learn_rest(
         [{"id": "recA", "fields": {"Status": "processing", "External Job ID": "a"}}, {"id": "recB"}]
     )
-    facts.learn_payloads(
+    rows.learn_payloads(
         [
             payload({"changedRecordsById": {"recA": {"current": {"cellValuesByFieldId": {"fldN": "one"}}}}}),
             payload({"changedRecordsById": {"recA": {"current": {"cellValuesByFieldId": {"fldN": "two"}}}}}),
@@ -56,28 +56,28 @@ def test_payloads_apply_in_order_and_deleted_rows_are_known_as_deleted() -> None
         "tblJobs",
         IDS,
     )
-    assert facts.get("recA") == RowFacts("processing", "a", "two")
-    assert facts.get("recB") is None  # a REST record without fields is not learned
-    known_c = facts.get("recC")
+    assert rows.as_of("recA") == RowFacts("processing", "a", "two")
+    assert rows.as_of("recB") is None  # a REST record without fields is not learned
+    known_c = rows.as_of("recC")
     assert known_c == RowFacts(DELETED, None, None)
     assert known_c.as_row() is None
 
 
 def test_a_created_row_without_every_field_stays_unknown_until_read() -> None:
-    facts = JobsRowFacts()
-    facts.learn_payloads(
+    rows = KnownRows()
+    rows.learn_payloads(
         [payload({"createdRecordsById": {"recN": {"cellValuesByFieldId": {"fldS": "processing"}}}})],
         "tblJobs",
         IDS,
     )
-    assert facts.get("recN") is None
+    assert rows.as_of("recN") is None
 
 
 def test_memory_is_bounded_oldest_first() -> None:
-    facts = JobsRowFacts(max_rows=2)
+    rows = KnownRows(max_rows=2)
     for rid in ("recA", "recB", "recA", "recC"):
-        facts.learn(rid, KNOWN)
-    assert (facts.get("recA"), facts.get("recB"), len(facts)) == (KNOWN, None, 2)
+        rows.learn(rid, KNOWN)
+    assert (rows.as_of("recA"), rows.as_of("recB"), len(rows)) == (KNOWN, None, 2)
 
 
 WANT = webhook_spec("tblJobs", {"Status": "fldS", "Notes": "fldN"})

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from controller.decide import Complete
-from controller.jobrows import JobsRowFacts, RowFacts
+from controller.jobrows import KnownRows, RowFacts
 from controller.metrics import Metrics
 from controller.model import MediaJob
 from controller.status import transition_status
-from controller.writeback import CHECK, Tables, WriteBack, send_at
+from controller.writeback import Stage, Tables, WriteBack, send_at
 from tests.unit.helpers import NOW, job
 
 pytestmark = pytest.mark.looptime
@@ -42,14 +42,13 @@ def ended(i: int) -> MediaJob:
 def writeback(**extra: Any) -> WriteBack:
     loop = asyncio.get_running_loop()
     return WriteBack(
-        airtable=None,
         kube=None,
         store=None,
         writer=None,
         metrics=Metrics(),  # type: ignore[arg-type]
         tables=Tables("Jobs", "Segments", "Videos"),
         clock=loop.time,
-        **{"linger": 5.0, **extra},
+        **{"airtable": None, "linger": 5.0, "rows": KnownRows(), **extra},
     )
 
 
@@ -83,7 +82,7 @@ async def test_a_trickle_goes_at_once() -> None:
     t0 = asyncio.get_running_loop().time()
     wb._pending.clear()  # (the first one was written meanwhile)
     wb.enqueue(ended(1))
-    batch = await wb._take(CHECK, 10, lingers=True)
+    batch = await wb._take(Stage.CHECK, 10, lingers=True)
     assert [b.job.name for b in batch] == ["job-1"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -99,7 +98,7 @@ async def test_a_stream_waits_for_a_full_batch() -> None:
 
     task = asyncio.create_task(stream())
     await asyncio.sleep(1.5)  # (the very first one went alone: one arrival gives no rate)
-    first = await wb._take(CHECK, 10, lingers=True)
+    first = await wb._take(Stage.CHECK, 10, lingers=True)
     assert len(first) == 10
     assert 8.9 <= asyncio.get_running_loop().time() - t0 <= 10.1  # filled at the 10th arrival
     await task
@@ -110,7 +109,7 @@ async def test_a_full_batch_goes_at_once() -> None:
     t0 = asyncio.get_running_loop().time()
     for i in range(25):
         wb.enqueue(ended(i))
-    batch = await wb._take(CHECK, 10, lingers=True)
+    batch = await wb._take(Stage.CHECK, 10, lingers=True)
     assert len(batch) == 10
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -121,7 +120,7 @@ async def test_a_recheck_does_not_wait() -> None:
     job0 = ended(0)
     wb.enqueue(job0)
     wb.kick(job0)
-    batch = await wb._take(CHECK, 10, lingers=True)
+    batch = await wb._take(Stage.CHECK, 10, lingers=True)
     assert [b.job.name for b in batch] == ["job-0"]
     assert asyncio.get_running_loop().time() - t0 < 0.01
 
@@ -131,33 +130,36 @@ async def test_items_are_suspect_unless_seen_processing() -> None:
     wb.note_processing(("media", "job-1"))
     wb.enqueue(ended(0))
     wb.enqueue(ended(1))
-    batch = await wb._take(CHECK, 10, lingers=True)
+    batch = await wb._take(Stage.CHECK, 10, lingers=True)
     assert {b.job.name: b.suspect for b in batch} == {"job-0": True, "job-1": False}
 
 
 class NextRead:
-    """The push source as the write-back sees it: its next payload read lands `after` seconds on."""
+    """The push source as the row knowledge sees it: a payload read is asked for, and the next one
+    starts at once and lands `after` seconds on."""
 
-    def __init__(self, after: float) -> None:
+    def __init__(self, rows: KnownRows, after: float) -> None:
+        self.rows = rows
         self.after = after
-        self.fresh_at = -math.inf
-        self.asked: list[float] = []
+        self.active = self.vouching = True
+        self.reads: list[float] = []
+        rows.follow(self)
 
-    async def fresh_since(self, since: float, timeout: float) -> bool:
-        self.asked.append(since)
-        started = asyncio.get_running_loop().time()
-        await asyncio.sleep(self.after)
-        self.fresh_at = started
-        return True
+    def request_read(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if started not in self.reads:
+            self.reads.append(started)
+            loop.call_later(self.after, self.rows.vouch, started)
 
 
 async def test_with_push_known_rows_are_decided_without_a_read() -> None:
-    facts = JobsRowFacts()
+    rows = KnownRows()
     for i in range(12):
-        facts.learn(f"recJOB{i:011d}", RowFacts("processing", f"job-{i}", None))
-    facts.learn("recJOB00000000003", RowFacts("failed", "job-3", "2026-11-29 ended by hand"))
-    source = NextRead(after=3)
-    wb = writeback(facts=facts, freshness=lambda: source)  # airtable=None: any read would raise
+        rows.learn(f"recJOB{i:011d}", RowFacts("processing", f"job-{i}", None))
+    rows.learn("recJOB00000000003", RowFacts("failed", "job-3", "2026-11-29 ended by hand"))
+    NextRead(rows, after=3)
+    wb = writeback(rows=rows)  # airtable=None: any read would raise
     for i in range(12):
         wb.enqueue(ended(i))
     checker = asyncio.create_task(wb._check_loop())
@@ -167,18 +169,18 @@ async def test_with_push_known_rows_are_decided_without_a_read() -> None:
     await asyncio.sleep(2.5)
     stages = {item.job.name: item.stage for item in wb._pending.values()}
     checker.cancel()
-    assert stages.pop("job-3") == "status"  # ended by someone else: left as it is
-    assert stages.pop("job-12") == CHECK
-    assert set(stages.values()) == {"Videos"}
-    assert wb._pending[late.key].entered > source.fresh_at
+    assert stages.pop("job-3") == Stage.STATUS  # ended by someone else: left as it is
+    assert stages.pop("job-12") == Stage.CHECK
+    assert set(stages.values()) == {Stage.VIDEOS}
+    assert wb._pending[late.key].entered > rows.fresh_at
     assert wb._pending[("media", "job-3")].outcome == "EndedInAirtable"
 
 
 async def test_a_recheck_skips_the_linger_but_not_the_fresh_read() -> None:
-    facts = JobsRowFacts()
-    facts.learn("recJOB00000000000", RowFacts("processing", "job-0", None))
-    source = NextRead(after=2)
-    wb = writeback(facts=facts, freshness=lambda: source)
+    rows = KnownRows()
+    rows.learn("recJOB00000000000", RowFacts("processing", "job-0", None))
+    stream = NextRead(rows, after=2)
+    wb = writeback(rows=rows)
     job0 = ended(0)
     wb.enqueue(job0)
     entered = wb._pending[job0.key].entered
@@ -186,5 +188,37 @@ async def test_a_recheck_skips_the_linger_but_not_the_fresh_read() -> None:
     checker = asyncio.create_task(wb._check_loop())
     await asyncio.sleep(2.5)
     checker.cancel()
-    assert source.asked == [entered]  # what a read must follow: the job's arrival, not -inf
-    assert wb._pending[job0.key].stage == "Videos"
+    assert stream.reads == [entered]  # a read asked for after the job's arrival, not before
+    assert rows.fresh_at == entered
+    assert wb._pending[job0.key].stage == Stage.VIDEOS
+
+
+async def test_a_row_unknown_to_a_vouching_stream_is_read() -> None:
+    reads: list[list[str]] = []
+
+    class Airtable:
+        async def get_records(self, table: str, ids: list[str], **_: Any) -> dict[str, Any]:
+            reads.append(ids)
+            return {rid: {"Status": "processing", "External Job ID": "job-0"} for rid in ids}
+
+    rows = KnownRows()
+    NextRead(rows, after=1)
+    wb = writeback(rows=rows, airtable=Airtable())
+    wb.enqueue(ended(0))
+    checker = asyncio.create_task(wb._check_loop())
+    await asyncio.sleep(1.5)
+    checker.cancel()
+    assert reads == [["recJOB00000000000"]]  # vouched for, but not known: read
+    assert wb._pending[("media", "job-0")].stage == Stage.VIDEOS
+    assert rows.as_of("recJOB00000000000") is not None  # and known from now on
+
+
+def test_a_broken_stream_vouches_for_nothing() -> None:
+    rows = KnownRows()
+    rows.learn("recJOB00000000000", RowFacts("processing", "job-0", None))
+    rows.vouch(10.0)
+    assert rows.as_of("recJOB00000000000", since=9.0) is not None
+    assert rows.as_of("recJOB00000000000", since=11.0) is None  # not yet vouched for
+    rows.broken()
+    assert rows.as_of("recJOB00000000000") is None
+    assert rows.fresh_at == -math.inf
