@@ -33,7 +33,8 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,13 +68,22 @@ class Mode(enum.Enum):
 
     STARTING = "starting"
     PUSH = "push"  # pings wake the payload reads
+    BUSY = "busy"  # pings faster than one per interval: the mirror lists incrementally, as polling does
     PAYLOAD_POLLING = "payload-polling"  # no pings (or they stopped): payloads read every interval
     LISTING = "listing"  # no usable webhook: the incremental-polling fallback
 
     @property
     def reads_payloads(self) -> bool:
         """The payload stream is read, so what it says vouches for the rows (controller.jobrows)."""
-        return self in (Mode.PUSH, Mode.PAYLOAD_POLLING)
+        return self in (Mode.PUSH, Mode.BUSY, Mode.PAYLOAD_POLLING)
+
+
+def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
+    """Pings come faster than one per interval: the last three arrived within two intervals. Pure.
+
+    Then each ping's payload read and fetch (up to two of each per interval) cost more than one
+    incremental listing per interval, so the source switches to that, and back when they slow."""
+    return len(pings) >= 3 and now - pings[-3] < 2 * interval
 
 
 # Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
@@ -449,6 +459,11 @@ class PushSource:
         self._last_check = -math.inf
         self._last_read = -math.inf
         self._pinged = False  # a ping arrived since the last upkeep
+        self._pings: deque[float] = deque(maxlen=3)
+        self._vouch_wanted = False  # the write-back waits for a payload read
+        self._unfetched: set[str] = set()  # rows busy payload reads saw, for the mirror to read
+        self._last_listing = -math.inf
+        self._last_read_at = now()
         self._ping_seen: str | None = None
         # A ping after a quiet spell is read at once; under a stream of pings (our own write-backs
         # make them too) reads are spaced by half an interval: discovery stays within one interval
@@ -471,6 +486,7 @@ class PushSource:
 
     def request_read(self) -> None:
         """The write-back wants fresh facts: read payloads as soon as the spacing allows."""
+        self._vouch_wanted = True
         self._wake.set()
 
     @property
@@ -489,10 +505,24 @@ class PushSource:
 
     def wake(self) -> None:
         self._pinged = True
+        self._pings.append(self._clock())
         if self.mode is Mode.PAYLOAD_POLLING:
             log.info("Airtable pings arrive again: back to push")
             self.mode = Mode.PUSH
-        self._wake.set()
+        if self._busy_now() is not Mode.BUSY:
+            self._wake.set()
+
+    def _busy_now(self) -> Mode:
+        """PUSH and BUSY follow the pings' pace; the other modes are left as they are."""
+        if self.mode in (Mode.PUSH, Mode.BUSY):
+            busy = pings_busy(self._pings, self._clock(), self._interval)
+            if busy and self.mode is Mode.PUSH:
+                log.info("Airtable pings come faster than one per interval: one incremental listing each")
+                self._fallback.resume(self._last_read_at)
+            elif not busy and self.mode is Mode.BUSY:
+                log.info("Airtable pings slowed down: back to push")
+            self.mode = Mode.BUSY if busy else Mode.PUSH
+        return self.mode
 
     async def wait(self, interval: float) -> None:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
@@ -501,12 +531,19 @@ class PushSource:
         entered = self._clock()
         while True:
             now = self._clock()
+            mode = self._busy_now()
             due = self._last_check + self._check_every
-            if self.mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
+            if mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
                 due = min(due, self._last_full + self._full_every)
-            if self.mode is not Mode.PUSH or self._uncommitted:  # degraded, or the last cycle failed
+            if mode is Mode.BUSY:
+                due = min(due, self._last_listing + interval)
+                if self._vouch_wanted:
+                    due = min(due, self._last_read + self.spacing)
+            elif mode is not Mode.PUSH or self._uncommitted:  # degraded, or the last cycle failed
                 due = min(due, entered + interval)
-            if self._wake.is_set():
+            if mode is Mode.BUSY and not self._vouch_wanted:
+                self._wake.clear()  # pings wake nothing now: the listing is due once per interval
+            if self._wake.is_set() and mode is not Mode.BUSY:
                 due = min(due, self._last_read + self.spacing)
             if due <= now:
                 self._woken = self._wake.is_set()
@@ -567,9 +604,26 @@ class PushSource:
             return await self._fallback.next_batch()
         if self._need_full or self._clock() - self._last_full >= self._full_every:
             return await self._full_batch()
+        if self._busy_now() is Mode.BUSY:
+            return await self._busy_batch()
         if self.mode is Mode.PUSH and not self._woken and not self._uncommitted_before:
             return ChangeBatch([], complete=False)  # only the upkeep was due: nothing to read
         return await self._payload_batch()
+
+    async def _busy_batch(self) -> ChangeBatch:
+        """One incremental listing per interval; between them, payloads are read only to vouch
+        for rows the write-back waits on, and the rows they name are left to the next listing."""
+        if self._clock() - self._last_listing < self._interval:
+            return await self._payload_batch(fetch=False)
+        self._last_listing = self._clock()
+        covered = set(self._unfetched)
+        batch = await self._fallback.next_batch()
+
+        async def commit() -> None:
+            await batch.commit()
+            self._unfetched -= covered
+
+        return dataclasses.replace(batch, commit=commit)
 
     async def _full_batch(self) -> ChangeBatch:
         """Every processing row; the cursor is taken first, so nothing after it is missed."""
@@ -590,11 +644,12 @@ class PushSource:
 
         return ChangeBatch(records, complete=True, commit=commit)
 
-    async def _payload_batch(self) -> ChangeBatch:
+    async def _payload_batch(self, *, fetch: bool = True) -> ChangeBatch:
         state = self.state
         assert state is not None
         assert state.cursor is not None
-        self._last_read = self._clock()
+        self._last_read, self._last_read_at = self._clock(), self._now()
+        self._vouch_wanted = False
         cursor = state.cursor
         payloads: list[Any] = []
         with calls_for(PURPOSE_PAYLOADS):
@@ -619,15 +674,24 @@ class PushSource:
         self.rows.learn_payloads(payloads, table_id, self.webhook.field_ids)
         self.rows.vouch(self._last_read)
         changes = read_changes(payloads, table_id, self.webhook.status_field)
-        records, complete = await self._fetch(changes.fetch)
+        if not fetch:
+
+            async def keep_for_listing() -> None:
+                await self.webhook.save_cursor(state, cursor)
+                self._unfetched |= changes.fetch | changes.touched
+
+            return ChangeBatch([], complete=False, commit=keep_for_listing)
+        touched = changes.touched | self._unfetched
+        records, complete = await self._fetch(changes.fetch | self._unfetched)
         self.rows.learn_rest(records)
 
         async def commit() -> None:
             await self.webhook.save_cursor(state, cursor)
+            self._unfetched -= touched
             if complete:
                 self._last_full = self._last_read
 
-        return ChangeBatch(records, complete=complete, touched=frozenset(changes.touched), commit=commit)
+        return ChangeBatch(records, complete=complete, touched=frozenset(touched), commit=commit)
 
     async def _fetch(self, ids: set[str]) -> tuple[list[dict[str, Any]], bool]:
         """The changed rows that are `processing`: by id (50 a call), or by one full listing when

@@ -117,6 +117,10 @@ class IncrementalPolling:
     def force_full(self) -> None:
         self._last_full = None
 
+    def resume(self, covered_until: datetime) -> None:
+        """Another source (the push source's payloads) covered every change until then."""
+        self._since, self._last_full = covered_until - self._overlap, self._clock()
+
     async def next_batch(self) -> ChangeBatch:
         started, started_clock = self._now(), self._clock()
 

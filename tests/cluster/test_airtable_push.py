@@ -471,3 +471,38 @@ async def test_a_webhook_that_does_not_watch_notes_is_replaced_and_every_row_res
     assert old_id not in rig.sim.webhooks.hooks
     assert len(rig.sim.webhooks.hooks) == 1
     assert successor.rows.as_of(row) is not None  # known from the listing, to be kept by payloads
+
+
+async def test_under_a_stream_of_pings_it_lists_once_an_interval_and_goes_back_to_push(rig: Rig) -> None:
+    source = await started(rig)
+    found: set[str] = set()
+
+    async def mirror() -> None:
+        while True:
+            batch = await batch_after_wait(source, timeout=3 * INTERVAL)
+            found.update(r["id"] for r in batch.records)
+
+    task = asyncio.create_task(mirror())
+    try:
+        ids: list[str] = []
+        payloads, gets = rig.sim.count(path_contains="/payloads"), rig.sim.count("GET", "/Jobs")
+        began = time.monotonic()
+        while time.monotonic() - began < 3 * INTERVAL:  # a row (and so a ping) every 1.5 s
+            ids.append(rig.add_row(len(ids)))
+            await asyncio.sleep(1.5)
+        assert source.mode is Mode.BUSY
+        # Push would read payloads every half interval and fetch after each (about 12 + 12 here);
+        # busy, the mirror lists once an interval and payloads are read only for the write-back.
+        assert rig.sim.count(path_contains="/payloads") - payloads <= 3
+        assert rig.sim.count("GET", "/Jobs") - gets <= 3 + 3
+        # The write-back waits on a row: a payload read vouches for it, and the rows it names
+        # are left to the next listing, also when the pings stop before it.
+        ids.append(last := rig.add_row(len(ids)))
+        asked = time.monotonic()
+        assert await source.rows.wait_fresh(asked, timeout=INTERVAL)
+        assert source.rows.fresh_at >= asked
+        await until(lambda: source.mode_now() is Mode.PUSH, timeout=3 * INTERVAL)
+        await until(lambda: set(ids) <= found, timeout=2 * INTERVAL)
+        assert last in found
+    finally:
+        task.cancel()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.airtable_push import Mode, mac_matches, read_changes, webhook_spec
+from controller.airtable_push import Mode, mac_matches, pings_busy, read_changes, webhook_spec
 from controller.metrics import Metrics, month_seconds, project_month
 from controller.settings import Settings, SettingsError
 from tests.samples import REQUIRED_ENV
@@ -158,3 +158,21 @@ def test_push_settings() -> None:
 )
 def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) -> None:
     assert mode.reads_payloads is reads
+
+
+@pytest.mark.parametrize(
+    ("pings", "now", "busy"),
+    [
+        ([], 0.0, False),
+        ([0.0, 1.0], 2.0, False),  # two pings give no pace
+        ([0.0, 1.0, 2.0], 3.0, True),  # three within two intervals (interval 10)
+        ([0.0, 1.0, 2.0], 19.9, True),
+        ([0.0, 1.0, 2.0], 20.0, False),  # they slowed down: back to push
+        ([0.0, 15.0, 30.0], 30.0, False),  # one ping every 1.5 intervals is not busy
+        ([0.0, 9.0, 18.0], 18.5, True),
+    ],
+)
+def test_pings_faster_than_one_an_interval_make_the_source_busy(
+    pings: list[float], now: float, busy: bool
+) -> None:
+    assert pings_busy(pings, now, interval=10.0) is busy
