@@ -58,7 +58,7 @@ JOB_MINUTES = 3.0
 SEED_MIN_AGE = 300.0  # the seed only lists rows older than 5 minutes
 MONTH = 30 * 86400.0
 REFRESHES_PER_MONTH_IDLE = 30 / 4
-LOADS = {"idle": 0, "50 jobs/day": 50, "5,000 jobs/day": 5000}
+LOADS = {"idle": 0, "50 jobs/day": 50, "500 jobs/day": 500, "5,000 jobs/day": 5000}
 PUSH, FALLBACK = "ours: push", "ours: fallback (incremental)"
 TARGET_FIELDS = {
     "Segments": {"Status": "combined", "Voiceover + Video": [{"url": "https://x/y.mp4"}]},
@@ -206,7 +206,9 @@ class Stage:
         return [rid for rid, _ in batch]
 
 
-async def write_back(airtable: AirtableClient, world: World, *, mode: str, linger: QuotaLinger) -> None:
+async def write_back(
+    airtable: AirtableClient, world: World, *, mode: str, linger: QuotaLinger, push: PushSource | None
+) -> None:
     """Ends each discovered job JOB_MINUTES after submission and writes its result."""
     check = Stage(IDS_PER_READ, linger)
     targets = {
@@ -214,6 +216,7 @@ async def write_back(airtable: AirtableClient, world: World, *, mode: str, linge
         "Videos": Stage(MAX_RECORDS_PER_WRITE, linger),
     }
     jobs = Stage(MAX_RECORDS_PER_WRITE, linger)
+    waiting: list[tuple[str, float]] = []  # (row, when it asked) for a vouching payload read
     payload = '{"output_url": "https://x/y.mp4"}'
     while True:
         await world.sleep(1.0)
@@ -235,13 +238,21 @@ async def write_back(airtable: AirtableClient, world: World, *, mode: str, linge
             continue
         # In push mode the payload reads vouch for the rows (no read before the write) when the
         # linger allows waiting for the next one (they come every half interval under a stream);
-        # a write-back that writes at once reads the rows instead, as the controller does.
-        vouched = mode == PUSH and linger.linger() * 1.25 + 1 >= INTERVAL / 2
+        # the write-back asks the real source for that read (a busy source reads payloads only
+        # then). A write-back that writes at once reads the rows instead, as the controller does.
+        vouched = push is not None and linger.linger() * 1.25 + 1 >= INTERVAL / 2
         for rid in due:
             if vouched:
-                targets[world.targets[rid][0]].add(rid, now)
+                waiting.append((rid, time.monotonic()))
             else:
                 check.add(rid, now)
+        if push is not None and waiting:
+            fresh = [rid for rid, asked in waiting if asked <= push.rows.fresh_at]
+            waiting = [(rid, asked) for rid, asked in waiting if asked > push.rows.fresh_at]
+            for rid in fresh:
+                targets[world.targets[rid][0]].add(rid, now)
+            if waiting:
+                push.request_read()
         while batch := check.take(now):
             await airtable.get_records("Jobs", batch, fields=("Status", "Notes", "External Job ID"))
             for rid in batch:
@@ -361,7 +372,9 @@ async def run_one(
                 world.t0 = time.monotonic()
             tasks = [
                 asyncio.create_task(consume(source, world, min_age=SEED_MIN_AGE if mode == "seed" else 0.0)),
-                asyncio.create_task(write_back(airtable, world, mode=mode, linger=linger)),
+                asyncio.create_task(
+                    write_back(airtable, world, mode=mode, linger=linger, push=holder["source"])
+                ),
                 asyncio.create_task(arrivals(sim, world, per_day, rng)),
             ]
             if burst and not preexisting:  # N new rows at once, outputs over the next 20 minutes

@@ -79,11 +79,12 @@ class Mode(enum.Enum):
 
 
 def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
-    """Pings come faster than one per interval: the last three arrived within two intervals. Pure.
+    """Pings come faster than one per two intervals: the last three arrived within four. Pure.
 
-    Then each ping's payload read and fetch (up to two of each per interval) cost more than one
-    incremental listing per interval, so the source switches to that, and back when they slow."""
-    return len(pings) >= 3 and now - pings[-3] < 2 * interval
+    A ping costs a payload read and a fetch, two calls, where polling costs one listing per
+    interval; at that pace push stops paying, so the source lists instead, and goes back to push
+    when they slow (the pace at 500 jobs a day, say, is about one ping per interval)."""
+    return len(pings) >= 3 and now - pings[-3] < 4 * interval
 
 
 # Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
@@ -521,6 +522,7 @@ class PushSource:
                 self._fallback.resume(self._last_read_at)
             elif not busy and self.mode is Mode.BUSY:
                 log.info("Airtable pings slowed down: back to push")
+                self._wake.set()  # read what the last pings announced, and fetch what was left
             self.mode = Mode.BUSY if busy else Mode.PUSH
         return self.mode
 
@@ -614,10 +616,13 @@ class PushSource:
         """One incremental listing per interval; between them, payloads are read only to vouch
         for rows the write-back waits on, and the rows they name are left to the next listing."""
         if self._clock() - self._last_listing < self._interval:
+            if not self._vouch_wanted:
+                return ChangeBatch([], complete=False)  # (an upkeep was due)
             return await self._payload_batch(fetch=False)
         self._last_listing = self._clock()
         covered = set(self._unfetched)
         batch = await self._fallback.next_batch()
+        self.rows.learn_rest(batch.records)
 
         async def commit() -> None:
             await batch.commit()

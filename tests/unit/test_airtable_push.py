@@ -165,11 +165,11 @@ def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) ->
     [
         ([], 0.0, False),
         ([0.0, 1.0], 2.0, False),  # two pings give no pace
-        ([0.0, 1.0, 2.0], 3.0, True),  # three within two intervals (interval 10)
-        ([0.0, 1.0, 2.0], 19.9, True),
-        ([0.0, 1.0, 2.0], 20.0, False),  # they slowed down: back to push
-        ([0.0, 15.0, 30.0], 30.0, False),  # one ping every 1.5 intervals is not busy
-        ([0.0, 9.0, 18.0], 18.5, True),
+        ([0.0, 1.0, 2.0], 3.0, True),  # three within four intervals (interval 10)
+        ([0.0, 1.0, 2.0], 39.9, True),
+        ([0.0, 1.0, 2.0], 40.0, False),  # they slowed down: back to push
+        ([0.0, 20.0, 40.0], 40.0, False),  # one ping every two intervals is not busy
+        ([0.0, 19.0, 38.0], 38.5, True),
     ],
 )
 def test_pings_faster_than_one_an_interval_make_the_source_busy(
