@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -102,20 +103,18 @@ class Stats:
 def stats(rows: Iterable[Row]) -> Stats:
     """Pure: the figures `kubectl mediajob stats` prints."""
     rows = list(rows)
-    phases: dict[str, int] = {}
-    by_source: dict[str, int] = {}
-    latencies: list[float] = []
-    for row in rows:
-        phases[row.phase] = phases.get(row.phase, 0) + 1
-        if row.phase == "Completed" and row.via:
-            by_source[row.via] = by_source.get(row.via, 0) + 1
-            if row.completed_at and row.output_last_modified:
-                latencies.append(max((row.completed_at - row.output_last_modified).total_seconds(), 0.0))
+    phases = dict(Counter(row.phase for row in rows))
+    completed = [row for row in rows if row.phase == "Completed" and row.via]
+    by_source = dict(Counter(row.via for row in completed if row.via))
+    ordered = sorted(
+        max((row.completed_at - row.output_last_modified).total_seconds(), 0.0)
+        for row in completed
+        if row.completed_at and row.output_last_modified
+    )
     completions = sum(by_source.values())
     missed = None if not completions else (completions - by_source.get("webhook", 0)) / completions
     latency: dict[str, float] = {}
-    if latencies:
-        ordered = sorted(latencies)
+    if ordered:
         latency = {
             "p50": statistics.median(ordered),
             "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
@@ -155,8 +154,7 @@ class Context:
 
     @property
     def output(self) -> str | None:
-        value = self.args.output
-        return str(value) if value else None
+        return str(self.args.output) if self.args.output else None
 
     @property
     def progress(self) -> TextIO:
@@ -164,23 +162,12 @@ class Context:
         return self.err if self.output in STRUCTURED else self.out
 
 
-async def _objects(ctx: Context) -> list[dict[str, Any]]:
-    return await ctx.kube.list_mediajobs(ctx.namespace)
-
-
-def _key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
-
-
 async def cmd_stuck(ctx: Context) -> int:
     now = utcnow()
-    objects = {_key(obj): obj for obj in await _objects(ctx)}
-    found = stuck(
-        [Row.of(obj) for obj in objects.values()], older_than=timedelta(minutes=ctx.args.older_than), now=now
-    )
+    objects = {Row.of(obj): obj for obj in await ctx.kube.list_mediajobs(ctx.namespace)}
+    found = stuck(objects, older_than=timedelta(minutes=ctx.args.older_than), now=now)
     if ctx.output in STRUCTURED:
-        emit(as_list(objects[(r.namespace, r.name)] for r in found), ctx.output or "json", ctx.out)
+        emit(as_list(objects[r] for r in found), ctx.output or "json", ctx.out)
         return 0
     if not found:
         ctx.out.write(f"No processing MediaJobs older than {ctx.args.older_than:g} minutes.\n")
@@ -193,10 +180,7 @@ async def cmd_stuck(ctx: Context) -> int:
         if r.submitted_at is None:
             continue
         cells = [r.namespace, r.name, r.operation, r.external_id, human(now - r.submitted_at), str(r.checks)]
-        if wide:
-            cells += [r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"), r.message]
-        else:
-            cells.append(r.message[:60])
+        cells += [r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"), r.message] if wide else [r.message[:60]]
         lines.append(cells)
     table(lines, ctx.out)
     return 0
@@ -205,7 +189,7 @@ async def cmd_stuck(ctx: Context) -> int:
 async def cmd_recheck(ctx: Context) -> int:
     args = ctx.args
     if args.all_stuck:
-        rows = [Row.of(obj) for obj in await _objects(ctx)]
+        rows = [Row.of(obj) for obj in await ctx.kube.list_mediajobs(ctx.namespace)]
         targets = [
             (r.namespace, r.name)
             for r in stuck(rows, older_than=timedelta(minutes=args.older_than), now=utcnow())
@@ -267,7 +251,7 @@ def stats_document(result: Stats) -> dict[str, Any]:
 
 
 async def cmd_stats(ctx: Context) -> int:
-    result = stats(Row.of(obj) for obj in await _objects(ctx))
+    result = stats(Row.of(obj) for obj in await ctx.kube.list_mediajobs(ctx.namespace))
     if ctx.output in STRUCTURED:
         emit(stats_document(result), ctx.output or "json", ctx.out)
         return 0
@@ -303,11 +287,10 @@ def verdict(obj: dict[str, Any]) -> str | None:
         for c in (obj.get("status") or {}).get("conditions") or []
         if isinstance(c, dict) and c.get("observedGeneration", generation) == generation
     }
-    if (conds.get("Stalled") or {}).get("status") == "True":
+    true = {kind for kind, c in conds.items() if c.get("status") == "True"}
+    if "Stalled" in true:
         return "stalled"
-    ready = (conds.get("Ready") or {}).get("status") == "True"
-    synced = (conds.get("Synced") or {}).get("status") == "True"
-    return "ready" if ready and synced else None
+    return "ready" if {"Ready", "Synced"} <= true else None
 
 
 async def cmd_wait(ctx: Context) -> int:
@@ -372,13 +355,7 @@ def _kubectl_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "-n", "--namespace", metavar="NAMESPACE", help="the namespace (default: the context's)", **unset
     )
-    parser.add_argument(
-        "-A",
-        "--all-namespaces",
-        action="store_true",
-        help="all namespaces",
-        default=not top and argparse.SUPPRESS,
-    )
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces", **unset)
     parser.add_argument("-o", "--output", choices=OUTPUTS, help="json, yaml or wide", **unset)
 
 
@@ -408,8 +385,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-async def run(argv: Sequence[str], out: TextIO, err: TextIO | None = None) -> int:
-    err = err if err is not None else sys.stderr
+async def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = parser().parse_args(argv)
     login = KubeLogin(kubeconfig=args.kubeconfig, context=args.context, in_cluster_first=False)
     try:

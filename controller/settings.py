@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import partial
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -22,12 +23,11 @@ _FALSE = {"0", "false", "no", "off"}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _BASE_ID = re.compile(r"app[A-Za-z0-9]{14}")
+_PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net", "example", "invalid")
 
 
 MIN_DURATION = timedelta(seconds=1)
 MAX_DURATION = timedelta(days=3650)
-MAX_REQUESTS_PER_SECOND = 1000.0
-MAX_SPACES_REQUESTS_PER_SECOND = 800.0
 
 
 class SettingsError(ValueError):
@@ -116,13 +116,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str], *, in_cluster_namespace: str | None = None) -> Settings:
         """Read and validate every variable; raise SettingsError on the first bad one."""
         r = _Reader(env)
-        watch_namespace = r.optional("WATCH_NAMESPACE", _dns_label)
+        watch_namespace = r.get("WATCH_NAMESPACE", _dns_label, None)
         leader = r.get("LEADER_ELECTION_ENABLED", _bool, False)
-        lease_ns = r.optional("LEASE_NAMESPACE", _dns_label) or watch_namespace
-        lease_ns = lease_ns or in_cluster_namespace
+        lease_ns = r.get("LEASE_NAMESPACE", _dns_label, None) or watch_namespace or in_cluster_namespace
         if leader and not lease_ns:
             raise SettingsError("LEASE_NAMESPACE", "required when LEADER_ELECTION_ENABLED is true")
-        pod_name = r.optional("POD_NAME", _dns_subdomain)
+        pod_name = r.get("POD_NAME", _dns_subdomain, None)
         if leader and not pod_name:
             raise SettingsError("POD_NAME", "required when LEADER_ELECTION_ENABLED is true")
         polling_interval = r.get("POLLING_INTERVAL_MINUTES", _minutes, cls.polling_interval)
@@ -181,7 +180,7 @@ class Settings:
             webhook_token=r.secret("WEBHOOK_TOKEN"),
             http_port=r.get("HTTP_PORT", _port, cls.http_port),
             metrics_port=r.get("METRICS_PORT", _port, cls.metrics_port),
-            airtable_webhook_url=r.optional("AIRTABLE_WEBHOOK_URL", _http_url),
+            airtable_webhook_url=r.get("AIRTABLE_WEBHOOK_URL", _http_url, None),
             airtable_webhook_secret=r.get(
                 "AIRTABLE_WEBHOOK_SECRET", _dns_subdomain, cls.airtable_webhook_secret
             ),
@@ -193,7 +192,7 @@ class Settings:
             airtable_quota_alert_share=r.get(
                 "AIRTABLE_QUOTA_ALERT_SHARE", _share, cls.airtable_quota_alert_share
             ),
-            airtable_write_linger=r.optional("AIRTABLE_WRITE_LINGER_SECONDS", _seconds),
+            airtable_write_linger=r.get("AIRTABLE_WRITE_LINGER_SECONDS", _seconds, None),
             log_format=r.get("LOG_FORMAT", _log_format, cls.log_format),
             log_level=r.get("LOG_LEVEL", _log_level, cls.log_level),
         )
@@ -211,30 +210,22 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def _raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or not value.strip():
-            return None
-        return value.strip()
+    def _raw(self, name: str, *, required: bool = False) -> str:
+        """The value without surrounding blanks; "" when unset, as a blank value counts as unset."""
+        raw = (self.env.get(name) or "").strip()
+        if required and not raw:
+            raise SettingsError(name, "is required but not set")
+        return raw
 
     def required(self, name: str, parse: Callable[[str], T]) -> T:
-        raw = self._raw(name)
-        if raw is None:
-            raise SettingsError(name, "is required but not set")
-        return _parse(name, raw, parse)
-
-    def optional(self, name: str, parse: Callable[[str], T]) -> T | None:
-        raw = self._raw(name)
-        return None if raw is None else _parse(name, raw, parse)
+        return _parse(name, self._raw(name, required=True), parse)
 
     def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
         raw = self._raw(name)
-        return default if raw is None else _parse(name, raw, parse)
+        return _parse(name, raw, parse) if raw else default
 
     def secret(self, name: str) -> Secret:
-        raw = self._raw(name)
-        if raw is None:
-            raise SettingsError(name, "is required but not set")
+        raw = self._raw(name, required=True)
         if any(ch.isspace() for ch in raw):
             raise SettingsError(name, "must not contain whitespace (value not shown)")
         return Secret(raw)
@@ -257,13 +248,15 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def _positive_float(raw: str) -> float:
+def _positive_float(raw: str, at_most: float = math.inf, too_high: str = "") -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ValueError("must be a number") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError("must be a positive number")
+    if value > at_most:
+        raise ValueError(too_high)
     return value
 
 
@@ -276,14 +269,6 @@ def _duration(raw: str, unit: timedelta) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError("must be at most ten years")
     return timedelta(seconds=seconds)
-
-
-def _minutes(raw: str) -> timedelta:
-    return _duration(raw, timedelta(minutes=1))
-
-
-def _hours(raw: str) -> timedelta:
-    return _duration(raw, timedelta(hours=1))
 
 
 _MAX_TTL_HOURS = 24 * 366 * 100  # a century: any longer overflows no date, and means "never" anyway
@@ -306,25 +291,6 @@ def _ttl_hours(raw: str) -> timedelta | None:
     return timedelta(hours=value)
 
 
-def _seconds(raw: str) -> timedelta:
-    return _duration(raw, timedelta(seconds=1))
-
-
-def _requests_per_second(raw: str) -> float:
-    value = _positive_float(raw)
-    if value > MAX_REQUESTS_PER_SECOND:
-        raise ValueError(f"must be at most {MAX_REQUESTS_PER_SECOND:g}")
-    return value
-
-
-def _spaces_rate(raw: str) -> float:
-    """A share of a bucket's 800 requests a second (DigitalOcean's limit); all of it at most."""
-    value = _positive_float(raw)
-    if value > MAX_SPACES_REQUESTS_PER_SECOND:
-        raise ValueError(f"must be at most {MAX_SPACES_REQUESTS_PER_SECOND:g} (a bucket's limit)")
-    return value
-
-
 def _int_between(raw: str, low: int, high: int) -> int:
     try:
         value = int(raw)
@@ -335,25 +301,17 @@ def _int_between(raw: str, low: int, high: int) -> int:
     return value
 
 
-def _batch_size(raw: str) -> int:
-    return _int_between(raw, 1, 1000)
-
-
-def _quota(raw: str) -> int:
-    """Calls per month; 0 means unlimited (Business plans)."""
-    return _int_between(raw, 0, 10**12)
-
-
-def _share(raw: str) -> float:
-    value = _positive_float(raw)
-    if value > 1:
-        raise ValueError("must be a share between 0 and 1, e.g. 0.8")
-    return value
-
-
-def _port(raw: str) -> int:
-    """0 asks the OS for a free port, as usual for servers (tests use it)."""
-    return _int_between(raw, 0, 65535)
+_seconds = partial(_duration, unit=timedelta(seconds=1))
+_minutes = partial(_duration, unit=timedelta(minutes=1))
+_hours = partial(_duration, unit=timedelta(hours=1))
+_requests_per_second = partial(_positive_float, at_most=1000.0, too_high="must be at most 1000")
+# A share of a bucket's 800 requests a second (DigitalOcean's limit); all of it at most.
+_spaces_rate = partial(_positive_float, at_most=800.0, too_high="must be at most 800 (a bucket's limit)")
+_share = partial(_positive_float, at_most=1.0, too_high="must be a share between 0 and 1, e.g. 0.8")
+_batch_size = partial(_int_between, low=1, high=1000)
+_quota = partial(_int_between, low=0, high=10**12)  # calls per month; 0 means unlimited (Business plans)
+# 0 asks the OS for a free port, as usual for servers (tests use it).
+_port = partial(_int_between, low=0, high=65535)
 
 
 def _http_url(raw: str) -> str:
@@ -364,7 +322,11 @@ def _http_url(raw: str) -> str:
         raise ValueError("must not carry credentials")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
-    return _not_placeholder(raw.rstrip("/"))
+    # RFC 2606's names for documentation: a URL on them is a placeholder nobody edited.
+    host = parts.hostname.rstrip(".")
+    if any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS):
+        raise ValueError(f"is still a placeholder ({host} is reserved for documentation): set the real URL")
+    return raw.rstrip("/")
 
 
 def _base_id(raw: str) -> str:
@@ -373,17 +335,6 @@ def _base_id(raw: str) -> str:
     if "replaceme" in raw.lower():
         raise ValueError("is still the placeholder from config.env: set your base's id")
     return raw
-
-
-# RFC 2606's names for documentation: a URL on them is a placeholder nobody edited.
-_PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net", "example", "invalid")
-
-
-def _not_placeholder(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    if any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS):
-        raise ValueError(f"is still a placeholder ({host} is reserved for documentation): set the real URL")
-    return url
 
 
 def _table(raw: str) -> str:
