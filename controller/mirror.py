@@ -80,14 +80,6 @@ def resubmission_patch(job: MediaJob, row: JobRow, now: datetime) -> dict[str, A
     }
 
 
-def invalid_note(existing: Any, reason: str) -> str | None:
-    """The Notes text to write for a bad row, or None if it already says so. Pure."""
-    line = f"{NOTE_PREFIX} {reason}"
-    if isinstance(existing, str) and line in existing:
-        return None
-    return append_note(existing, line)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ensured:
     """What `ensure_mediajob` did, and the object the API server answered with, if it answered one."""
@@ -209,13 +201,12 @@ class Mirror:
             job.key: job.attempt for job in self._store if job.ended and job.status.jobs_row_written_at
         }
         batch = await self._source.next_batch()
-        records = batch.records
-        report.rows = len(records)
+        report.rows = len(batch.records)
         processing: set[str] = set()
         notes: list[tuple[str, dict[str, Any]]] = []
         missing: list[tuple[Any, JobRow, Key]] = []
         resubmitted: list[tuple[MediaJob, JobRow, int | None]] = []
-        for record in records:
+        for record in batch.records:
             try:
                 row = parse_job_row(record)
                 key = (self._namespace, resource_name(row.record_id))
@@ -236,11 +227,18 @@ class Mirror:
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(record: Any, row: JobRow, key: Key) -> None:
+            """Create if absent; a MediaJob the API server refuses (400, 422) is reported on the row."""
             async with slots:
                 try:
-                    error = await self._create(key, row)
-                except KubeError:
-                    raise
+                    ensured = await ensure_mediajob(self._kube, key[0], row, None, now=self._now())
+                    if ensured.action == "created":
+                        self._metrics.mirror_created.inc()
+                    self._created.add(key)
+                    error = None
+                except KubeError as exc:
+                    if exc.status not in (400, 422):
+                        raise
+                    error = f"the API server refused the MediaJob: {exc}"
                 except Exception as exc:
                     log.exception("unexpected error creating the MediaJob for %s", row.record_id)
                     error = f"could not be mirrored ({type(exc).__name__})"
@@ -260,19 +258,6 @@ class Mirror:
         await batch.commit()
         self.last_report = report
         return report
-
-    async def _create(self, key: Key, row: JobRow) -> str | None:
-        """Create if absent; returns an error text if the API server refuses the object."""
-        try:
-            ensured = await ensure_mediajob(self._kube, key[0], row, None, now=self._now())
-            if ensured.action == "created":
-                self._metrics.mirror_created.inc()
-        except KubeError as exc:
-            if exc.status in (400, 422):
-                return f"the API server refused the MediaJob: {exc}"
-            raise
-        self._created.add(key)
-        return None
 
     async def _resubmit(self, job: MediaJob, row: JobRow, written_attempt: int | None) -> int:
         """Patch the spec for a new attempt; a 409 means the job changed: the next cycle decides."""
@@ -298,19 +283,17 @@ class Mirror:
 
     def _invalid(self, record: Any, error: RowError, notes: list[tuple[str, dict[str, Any]]]) -> int:
         """Log and count once per row and reason; queue the Notes write if not already there."""
-        first = self._reported.get(error.record_id) != error.reason
-        if first:
+        if self._reported.get(error.record_id) != error.reason:
             self._reported[error.record_id] = error.reason
             self._metrics.mirror_invalid_rows.inc()
             log.warning("skipping %s", error)
         if error.record_id.startswith("rec") and isinstance(record, dict):
             fields = record.get("fields")
-            fields = fields if isinstance(fields, dict) else {}
-            text = invalid_note(
-                fields.get(FIELD_NOTES), error.reason if not error.field else f"{error.field}: {error.reason}"
-            )
-            if text is not None:
-                notes.append((error.record_id, {FIELD_NOTES: text}))
+            existing = fields.get(FIELD_NOTES) if isinstance(fields, dict) else None
+            reason = f"{error.field}: {error.reason}" if error.field else error.reason
+            line = f"{NOTE_PREFIX} {reason}"
+            if not (isinstance(existing, str) and line in existing):  # unless the Notes already say so
+                notes.append((error.record_id, {FIELD_NOTES: append_note(existing, line)}))
         return 1
 
     async def _end_departed(self, processing: set[str], batch: ChangeBatch) -> int:

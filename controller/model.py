@@ -65,9 +65,7 @@ class JobSpec:
     @property
     def started_at(self) -> datetime:
         """The job's age (schedule, time-out) counts from its latest submission."""
-        if self.resubmitted_at is not None and self.resubmitted_at > self.submitted_at:
-            return self.resubmitted_at
-        return self.submitted_at
+        return max(self.submitted_at, self.resubmitted_at or self.submitted_at)
 
     def to_dict(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -103,8 +101,6 @@ class JobStatus:
     output_url: str | None = None
     completed_via: str | None = None
     completed_at: datetime | None = None
-    failed_at: datetime | None = None
-    reason: str | None = None
     message: str | None = None
     checks: int = 0
     airtable_synced: bool = False
@@ -121,24 +117,22 @@ class JobStatus:
         return self.phase in TERMINAL
 
     @property
+    def _synced(self) -> Mapping[str, Any]:
+        """The Synced condition ({} if none); the CRD keys conditions by type, so there is at most one."""
+        return next((cond for cond in self.conditions if cond.get("type") == "Synced"), {})
+
+    @property
     def sync_reason(self) -> str | None:
-        for cond in self.conditions:
-            if cond.get("type") == "Synced":
-                reason = cond.get("reason")
-                return reason if isinstance(reason, str) else None
-        return None
+        reason = self._synced.get("reason")
+        return reason if isinstance(reason, str) else None
 
     @property
     def jobs_row_written_at(self) -> datetime | None:
         """When Airtable's Jobs row got this transition: syncedAt, or the Synced condition's time."""
-        if self.synced_at is not None:
+        if self.synced_at is not None or not self.airtable_synced:
             return self.synced_at
-        if not self.airtable_synced:
-            return None
-        for cond in self.conditions:
-            if cond.get("type") == "Synced" and cond.get("status") == "True":
-                return parse_time(cond.get("lastTransitionTime"))
-        return None
+        synced = self._synced
+        return parse_time(synced.get("lastTransitionTime")) if synced.get("status") == "True" else None
 
     @classmethod
     def from_dict(cls, raw: Any) -> JobStatus:
@@ -151,8 +145,6 @@ class JobStatus:
             output_url=_str(raw.get("outputUrl")),
             completed_via=_str(raw.get("completedVia")),
             completed_at=parse_time(raw.get("completedAt")),
-            failed_at=parse_time(raw.get("failedAt")),
-            reason=_str(raw.get("reason")),
             message=_str(raw.get("message")),
             checks=_int(raw.get("checks")) or 0,
             airtable_synced=raw.get("airtableSynced") is True,
@@ -238,8 +230,6 @@ class MediaJob:
             parsed = _parse_spec(spec)
         except (InvalidResource, UnsafeIdError) as exc:
             raise InvalidResource(f"MediaJob {name}: {exc}") from None
-        annotations = meta.get("annotations") or {}
-        token = annotations.get(ANNOTATION_RECHECK)
         return cls(
             namespace=meta.get("namespace", ""),
             name=name,
@@ -248,7 +238,7 @@ class MediaJob:
             generation=int(meta.get("generation") or 0),
             spec=parsed,
             status=JobStatus.from_dict(obj.get("status")),
-            recheck_token=token if isinstance(token, str) and token else None,
+            recheck_token=_str((meta.get("annotations") or {}).get(ANNOTATION_RECHECK)),
             labels=dict(meta.get("labels") or {}),
         )
 
@@ -279,7 +269,6 @@ def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
         if table not in ("Segments", "Videos"):
             raise InvalidResource("spec.target.table must be Segments or Videos")
         target = Target(table=table, record_id=check_record_id(target_raw.get("recordId", "")))
-    output_url = spec.get("outputUrl")
     resubmitted_raw = spec.get("resubmittedAt")
     resubmitted = parse_time(resubmitted_raw)
     if resubmitted_raw is not None and resubmitted is None:
@@ -290,7 +279,7 @@ def _parse_spec(spec: Mapping[str, Any]) -> JobSpec:
         operation=operation,
         submitted_at=submitted,
         target=target,
-        output_url=output_url if isinstance(output_url, str) and output_url else None,
+        output_url=_str(spec.get("outputUrl")),
         suspend=spec.get("suspend") is True,
         resubmitted_at=resubmitted,
     )

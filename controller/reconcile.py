@@ -146,7 +146,7 @@ class Reconciler:
         self._listing_per_job_hour = listing_per_job_hour  # None: no NCA listing
         self._listed = Listed()
         self._listing_every = timing.interval  # the listing's current period
-        self._load = (0.0, 0)  # (total weight, processing jobs) as last counted
+        self._processing = 0  # processing jobs, as last counted
         self._share = (0.0, 0.0)  # (weight, rate) the jobs not bounded by their interval share
         self._first_status: dict[Key, None] = {}  # an ordered set: the lane's queue
         self._first_status_wake = asyncio.Event()
@@ -179,24 +179,18 @@ class Reconciler:
         key = job.key
         if job.ended:
             self._state.pop(key, None)
-            if job.recheck_pending:
-                self.scheduler.schedule(key, URGENT, earlier_only=True)  # a person is waiting
-            else:
-                self.scheduler.cancel(key)
-            return
-        if job.new_attempt or (old is not None and old.attempt != job.attempt):
+        elif job.new_attempt or (old is not None and old.attempt != job.attempt):
             self._state.pop(key, None)  # a fresh attempt starts with a fresh NCA backoff
             self.scheduler.schedule(key, self._now().timestamp(), earlier_only=True)
             return
-        if not self._polling:
+        elif not self._polling:
             return
-        if job.spec.suspend and not job.recheck_pending:
-            self.scheduler.cancel(key)
-            return
-        now = self._now()
         if job.recheck_pending:
             self.scheduler.schedule(key, URGENT, earlier_only=True)  # a person is waiting
+        elif job.ended or job.spec.suspend:
+            self.scheduler.cancel(key)
         elif not self.scheduler.is_scheduled(key):
+            now = self._now()
             at = first_check_at(job.spec.started_at, now, self._timing, self._rng, self._gap(job, now))
             self.scheduler.schedule(key, at.timestamp())
 
@@ -205,16 +199,10 @@ class Reconciler:
         self._state.pop(key, None)
         self._first_status.pop(key, None)
 
-    def attach(self) -> None:
+    async def run(self) -> None:
         self._store.subscribe(self.on_change, self.on_remove)
         for job in self._store:
             self.on_change(job, None)
-
-    def detach(self) -> None:
-        self._store.unsubscribe(self.on_change, self.on_remove)
-
-    async def run(self) -> None:
-        self.attach()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.scheduler.run())
@@ -225,7 +213,7 @@ class Reconciler:
                 if self._polling and self._listing_per_job_hour is not None:
                     group.create_task(self._list_forever())
         finally:
-            self.detach()
+            self._store.unsubscribe(self.on_change, self.on_remove)
 
     # The budget and NCA's listing ----------------------------------------------------------------
 
@@ -260,10 +248,9 @@ class Reconciler:
             interval = check_interval(now - job.spec.started_at, self._timing)
             weights_and_caps.append((self._weight(job, now), interval.total_seconds()))
             young += interval == self._timing.interval
-        processing = len(weights_and_caps)
-        self._load = (sum(w for w, _ in weights_and_caps), processing)
+        self._processing = len(weights_and_caps)
         if self._budget is not None:
-            self._budget.require(required_rate(young, processing - young, self._timing))
+            self._budget.require(required_rate(young, self._processing - young, self._timing))
             self._share = share_left(weights_and_caps, self._budget.rate * PLANNED_SHARE)
             self._metrics.spaces_budget.set(self._budget.rate)
 
@@ -278,10 +265,9 @@ class Reconciler:
         period = self._timing.floor  # the first listing comes before most first checks
         while True:
             await asyncio.sleep(period.total_seconds())
-            _, processing = self._load
-            period = listing_period(processing, self._timing, per_job_hour=self._listing_per_job_hour)
+            period = listing_period(self._processing, self._timing, per_job_hour=self._listing_per_job_hour)
             self._listing_every = period
-            if processing == 0:
+            if self._processing == 0:
                 continue
             window = self._listing_valid()
             listing = await self._nca.jobs_listing(window.total_seconds())
@@ -347,8 +333,9 @@ class Reconciler:
             return None
         if job.ended and not job.recheck_pending:
             return None
-        if job.phase == "Completed":
-            await self._recheck_completed(job)
+        if job.phase == "Completed":  # final: a recheck only re-tries Airtable (a pending or rejected write)
+            self._writeback.kick(job)
+            await self._record(job, {})
             return None
         if job.new_attempt:
             return await self._start_attempt(job)
@@ -361,12 +348,16 @@ class Reconciler:
         recheck = job.recheck_pending
 
         spaces_result: SpacesResult | None = None
-        url = self._expected_url(job, jlog)
-        if url:
-            try:
+        try:
+            url = expected_output_url(
+                self._spaces_base_url, job.spec.operation, job.spec.external_job_id, job.spec.output_url
+            )
+            if url:
                 spaces_result = await self._spaces.head(url)
-            except UnsafeUrlError as exc:
-                jlog.warning("not checking Spaces: %s", exc)
+        except UnsafeIdError as exc:
+            jlog.warning("no output URL: %s", exc)
+        except UnsafeUrlError as exc:
+            jlog.warning("not checking Spaces: %s", exc)
         listed = self._listed.state(job.spec.external_job_id, now, self._listing_valid())
         nca_due = recheck or rt.nca_hinted or rt.nca_next_at is None or now >= rt.nca_next_at
         if isinstance(spaces_result, SpacesUnknown) and not rt.nca_pending:
@@ -391,11 +382,10 @@ class Reconciler:
                 updated = await self._transitions.apply(
                     job, decision, checks=rt.checks, detected_from=detected_from
                 )
+                if updated is not None:
+                    return None
             except KubeError as exc:
                 jlog.warning("could not record %s, will check again: %s", type(decision).__name__, exc)
-                updated = None
-            if updated is not None:
-                return None
             return self._retry(job, rt, now)
 
         if isinstance(nca_result, NcaPending | NcaNotFound):
@@ -442,15 +432,6 @@ class Reconciler:
         rt.failures += 1
         return retry_at(job.spec.started_at, now, rt.failures, self._timing, self._rng).timestamp()
 
-    def _expected_url(self, job: MediaJob, jlog: logs.JobLogger) -> str | None:
-        try:
-            return expected_output_url(
-                self._spaces_base_url, job.spec.operation, job.spec.external_job_id, job.spec.output_url
-            )
-        except UnsafeIdError as exc:
-            jlog.warning("no output URL: %s", exc)
-            return None
-
     async def _record(
         self, job: MediaJob, fields: dict[str, Any], *, message: str = "", defer: bool = True
     ) -> bool:
@@ -460,18 +441,14 @@ class Reconciler:
         does not wait for the write. Returns False when the write failed and the check should be
         retried.
         """
-        patch: dict[str, Any] = {}
-        now = self._now()
         if defer and not job.status.initialized and not job.recheck_pending:
             self._first_status[job.key] = None
             self._first_status_wake.set()
             return True
+        patch: dict[str, Any] = {}
         if not job.status.initialized:
-            patch.update(
-                initial_status(
-                    job, now=now, checks=fields.get("checks", 0), message=message or "waiting for output"
-                )
-            )
+            message = message or "waiting for output"
+            patch = initial_status(job, now=self._now(), checks=fields.get("checks", 0), message=message)
         if job.status.observed_generation != job.generation:
             patch["observedGeneration"] = job.generation
         if job.recheck_pending:
@@ -487,11 +464,6 @@ class Reconciler:
             logs.for_job(log, job).warning("status write failed, will retry: %s", exc)
             return False
         return True
-
-    async def _recheck_completed(self, job: MediaJob) -> None:
-        """Completed is final: a recheck only re-tries Airtable (a pending or rejected write)."""
-        self._writeback.kick(job)
-        await self._record(job, {})
 
     async def _recheck_ended(self, job: MediaJob, decision: object, checks: int) -> float | None:
         """A Failed or TimedOut job was checked again; output found means Completed after all."""
