@@ -421,8 +421,9 @@ class AirtableWebhook:
 class PushSource:
     """The mirror's change source on the leader while the webhook works.
 
-    Modes: `push` (payloads read on pings), `payload-polling` (the webhook lives but its pings do
-    not reach us: read payloads every interval, still cheap and exact) and `listing` (no usable
+    Modes: `push` (payloads read on pings), `busy` (pings faster than push pays for: one
+    incremental listing per interval), `payload-polling` (the webhook lives but its pings do not
+    reach us: read payloads every interval, still cheap and exact) and `listing` (no usable
     webhook: incremental polling)."""
 
     def __init__(
@@ -467,8 +468,7 @@ class PushSource:
         self._last_read_at = now()
         self._ping_seen: str | None = None
         # A ping after a quiet spell is read at once; under a stream of pings (our own write-backs
-        # make them too) reads are spaced by half an interval: discovery stays within one interval
-        # and a busy table costs at most about two reads (and two fetches) per interval.
+        # make them too) reads are spaced by half an interval: discovery stays within one interval.
         self.spacing = max(interval / 2, 0.05)
         self._uncommitted = False
         self._uncommitted_before = False

@@ -311,15 +311,15 @@ class WriteBack:
     def note_processing(self, key: Key) -> None:
         """Seen in Processing by this leader; a pending write of an earlier attempt is dropped."""
         self._seen_processing.add(key)
-        if self._pending.pop(key, None) is not None:
-            self._metrics.writeback_backlog.set(len(self._pending))
+        self._pending.pop(key, None)
+        self._metrics.writeback_backlog.set(len(self._pending))
 
     def forget(self, key: Key) -> None:
         """The MediaJob is gone: drop everything remembered about it."""
         self._seen_processing.discard(key)
         self._synced.pop(key, None)
-        if self._pending.pop(key, None) is not None:
-            self._metrics.writeback_backlog.set(len(self._pending))
+        self._pending.pop(key, None)
+        self._metrics.writeback_backlog.set(len(self._pending))
 
     @property
     def remembered(self) -> int:
@@ -333,13 +333,7 @@ class WriteBack:
         if pending is not None and pending.identity == identity(job):
             pending.job = job
             return
-        self._add(
-            _Pending(
-                job=job,
-                writes=planned_writes(job),
-                suspect=job.key not in self._seen_processing,
-            )
-        )
+        self._add(_Pending(job=job, writes=planned_writes(job), suspect=job.key not in self._seen_processing))
 
     def _add(self, item: _Pending) -> None:
         self._pending[item.job.key] = item
