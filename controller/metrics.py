@@ -79,19 +79,6 @@ def _version() -> str:
         return "unknown"
 
 
-class _Computed(Collector):
-    """A gauge whose one value is computed at scrape time."""
-
-    def __init__(self, family: GaugeMetricFamily, value: Callable[[], float]) -> None:
-        self._family = family
-        self._value = value
-
-    def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(self._family.name, self._family.documentation)
-        family.add_metric([], self._value())
-        yield family
-
-
 class _LeaderOnly(Collector):
     """Yields the wrapped collector's families only while this replica leads."""
 
@@ -111,12 +98,10 @@ def month_seconds(moment: datetime) -> tuple[float, float]:
     return (moment - start).total_seconds(), days * 86400.0
 
 
-def project_month(
-    calls: float, observed_seconds: float, month_length: float, min_window: float = 3600.0
-) -> float:
+def project_month(calls: float, observed_seconds: float, month_length: float) -> float:
     """This month's calls at the rate seen so far; at least an hour of data, so a start-up burst is
     not extrapolated over the month. Pure."""
-    return calls * month_length / max(observed_seconds, min_window)
+    return calls * month_length / max(observed_seconds, 3600.0)
 
 
 class _AirtableQuota(Collector):
@@ -169,16 +154,20 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        self.completions = Counter(
-            "mediajob_completions", "Jobs completed, by the source that proved it first", ["via"], registry=r
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=r)
+
+        def gauge(name: str, documentation: str, *labels: str) -> Gauge:
+            return Gauge(name, documentation, labels, registry=r)
+
+        self.completions = counter(
+            "mediajob_completions", "Jobs completed, by the source that proved it first", "via"
         )
-        self.failures = Counter(
-            "mediajob_failures",
-            "Jobs that ended without output, by reason (Failed, TimedOut)",
-            ["reason"],
-            registry=r,
+        self.failures = counter(
+            "mediajob_failures", "Jobs that ended without output, by reason (Failed, TimedOut)", "reason"
         )
-        self.checks = Counter("mediajob_checks", "Checks run, by result", ["result"], registry=r)
+        self.checks = counter("mediajob_checks", "Checks run, by result", "result")
         self.detection_latency = Histogram(
             "mediajob_detection_latency_seconds",
             "From the output's Last-Modified (or the webhook's arrival) to the status transition",
@@ -192,74 +181,55 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        self.requests = Counter(
+        self.requests = counter(
             "mediajob_outside_requests",
             "Requests to outside systems, by system and HTTP status or error",
-            ["system", "code"],
-            registry=r,
+            "system",
+            "code",
         )
-        self.airtable_rate_limited = Counter(
-            "mediajob_airtable_rate_limited", "Airtable answers with HTTP 429", registry=r
+        self.airtable_rate_limited = counter(
+            "mediajob_airtable_rate_limited", "Airtable answers with HTTP 429"
         )
         self.writeback_backlog = Gauge(
             "mediajob_writeback_backlog", "Ended jobs whose result is not yet in Airtable", registry=None
         )
         r.register(_LeaderOnly(self.writeback_backlog, leading))
-        self.writeback_errors = Counter(
-            "mediajob_writeback_errors",
-            "Airtable write-back attempts that failed, by kind",
-            ["kind"],
-            registry=r,
+        self.writeback_errors = counter(
+            "mediajob_writeback_errors", "Airtable write-back attempts that failed, by kind", "kind"
         )
-        self.leader = Gauge("mediajob_leader", "1 while this replica holds the Lease", registry=r)
-        self.webhooks = Counter("mediajob_webhooks", "Webhook calls, by result", ["result"], registry=r)
-        self.mirror_invalid_rows = Counter(
+        self.leader = gauge("mediajob_leader", "1 while this replica holds the Lease")
+        self.webhooks = counter("mediajob_webhooks", "Webhook calls, by result", "result")
+        self.mirror_invalid_rows = counter(
             "mediajob_mirror_invalid_rows",
             "Airtable Jobs rows that could not be parsed (once per row and reason)",
-            registry=r,
         )
-        self.mirror_created = Counter(
-            "mediajob_mirror_created", "MediaJobs created by the mirror", registry=r
-        )
-        self.mirror_cycles = Counter(
-            "mediajob_mirror_cycles", "Mirror cycles, by result", ["result"], registry=r
-        )
-        self.airtable_calls = Counter(
+        self.mirror_created = counter("mediajob_mirror_created", "MediaJobs created by the mirror")
+        self.mirror_cycles = counter("mediajob_mirror_cycles", "Mirror cycles, by result", "result")
+        self.airtable_calls = counter(
             "mediajob_airtable_calls",
             "Airtable API requests sent, by purpose (mirror, payloads, write, read-before-write, upkeep)",
-            ["purpose"],
-            registry=r,
+            "purpose",
         )
-        self.airtable_pings = Counter(
-            "mediajob_airtable_pings",
-            "Airtable webhook notifications received, by result",
-            ["result"],
-            registry=r,
+        self.airtable_pings = counter(
+            "mediajob_airtable_pings", "Airtable webhook notifications received, by result", "result"
         )
         self.airtable_quota = _AirtableQuota()
         r.register(self.airtable_quota)
         self.airtable_call_listeners: list[Callable[[], None]] = []  # e.g. the write-back's QuotaLinger
-        self.spaces_budget = Gauge(
+        self.spaces_budget = gauge(
             "mediajob_spaces_budget_requests_per_second",
             "The Spaces request rate the check budget allows now (SPACES_REQUESTS_PER_SECOND, AIMD)",
-            registry=r,
         )
-        self.spaces_slowdowns = Counter(
-            "mediajob_spaces_slowdowns",
-            "Spaces 503 Slow Down answers that shrank the check budget",
-            registry=r,
+        self.spaces_slowdowns = counter(
+            "mediajob_spaces_slowdowns", "Spaces 503 Slow Down answers that shrank the check budget"
         )
-        self.nca_listings = Counter(
-            "mediajob_nca_listings", "NCA jobs/status listings, by result (ok, error)", ["result"], registry=r
+        self.nca_listings = counter(
+            "mediajob_nca_listings", "NCA jobs/status listings, by result (ok, error)", "result"
         )
-        self.nca_hints = Counter(
-            "mediajob_nca_hints",
-            "Jobs NCA's listing showed done that were checked at once",
-            registry=r,
+        self.nca_hints = counter(
+            "mediajob_nca_hints", "Jobs NCA's listing showed done that were checked at once"
         )
-        self.build_info = Gauge(
-            "mediajob_build_info", "The controller's version (always 1)", ["version"], registry=r
-        )
+        self.build_info = gauge("mediajob_build_info", "The controller's version (always 1)", "version")
         self.build_info.labels(version=_version()).set(1)
         self.check_duration = Histogram(
             "mediajob_check_duration_seconds",
@@ -268,10 +238,9 @@ class Metrics:
             buckets=CHECK_BUCKETS,
             registry=r,
         )
-        self.writeback_linger = Gauge(
+        self.writeback_linger = gauge(
             "mediajob_writeback_linger_seconds",
             "How long the write-back lets a result wait for others to share Airtable requests with",
-            registry=r,
         )
 
     def count_airtable_call(self, purpose: str) -> None:
@@ -288,10 +257,13 @@ class Metrics:
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         """Checks due and not started (as controller-runtime's workqueue_depth); the leader's."""
-        gauge = GaugeMetricFamily(
-            "mediajob_queue_depth", "Checks that are due and have not started yet (the leader's)"
+        gauge = Gauge(
+            "mediajob_queue_depth",
+            "Checks that are due and have not started yet (the leader's)",
+            registry=None,
         )
-        self.registry.register(_LeaderOnly(_Computed(gauge, depth), self._leading))
+        gauge.set_function(depth)
+        self.registry.register(_LeaderOnly(gauge, self._leading))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +30,6 @@ from controller.naming import check_record_id
 
 SYSTEM = "airtable"
 MAX_RECORDS_PER_WRITE = 10
-PAGE_SIZE = 100
 IDS_PER_READ = 50  # record ids per read: the formula stays far below Airtable's URL limit
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,6 @@ class AirtableRejected(AirtableError):
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(f"Airtable rejected the request: HTTP {status} {error_type}: {message}")
         self.status = status
-        self.error_type = error_type
 
 
 def any_record(record_ids: Sequence[str]) -> formulas.Formula:
@@ -107,8 +107,7 @@ class AirtableClient:
         count_call: Callable[[str], None] = lambda purpose: None,
     ) -> None:
         self._api = Api(api_key, timeout=timeout, retry_strategy=None, endpoint_url=api_url)
-        self._base_id = base_id
-        self._api_url = api_url.rstrip("/")
+        self._base = self._api.base(base_id)
         self._count_call = count_call
         self._limiter = RateLimiter(requests_per_second, fair_every=FAIR_EVERY)
         adapter = _PacedAdapter(SendPacer(self._limiter.interval))
@@ -116,11 +115,11 @@ class AirtableClient:
         self._api.session.mount("https://", adapter)
         self._penalty = penalty_seconds
         self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff = functools.partial(
+            backoff_delay, base=backoff_base, cap=backoff_cap, rng=random.Random()
+        )
         self._observe = observe
         self._on_rate_limited = on_rate_limited
-        self._rng = random.Random()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._api.session.close)
@@ -136,12 +135,11 @@ class AirtableClient:
         *,
         formula: str | None = None,
         fields: Iterable[str] = (),
-        page_size: int = PAGE_SIZE,
         priority: int = WRITE,
     ) -> list[dict[str, Any]]:
         """All records matching the formula: one request per page of up to 100."""
-        urls = self._api.table(self._base_id, table).urls
-        options: dict[str, Any] = {"page_size": page_size}
+        urls = self._base.table(table).urls
+        options: dict[str, Any] = {"page_size": 100}
         if formula:
             options["formula"] = formula
         if fields:
@@ -166,20 +164,15 @@ class AirtableClient:
     async def get_records(
         self, table: str, record_ids: Sequence[str], *, fields: Iterable[str] = ()
     ) -> dict[str, dict[str, Any]]:
-        with calls_for(_purpose.get() or PURPOSE_READ_BEFORE_WRITE):
-            return await self._get_records(table, record_ids, fields=fields)
-
-    async def _get_records(
-        self, table: str, record_ids: Sequence[str], *, fields: Iterable[str] = ()
-    ) -> dict[str, dict[str, Any]]:
         """Fields of the given records, keyed by id; ids that do not exist are absent."""
         found: dict[str, dict[str, Any]] = {}
         ids = [check_record_id(r) for r in dict.fromkeys(record_ids)]
-        for start in range(0, len(ids), IDS_PER_READ):
-            chunk = ids[start : start + IDS_PER_READ]
-            for record in await self.list_records(table, formula=str(any_record(chunk)), fields=fields):
-                fields_of = record.get("fields")
-                found[str(record.get("id"))] = fields_of if isinstance(fields_of, dict) else {}
+        with calls_for(_purpose.get() or PURPOSE_READ_BEFORE_WRITE):
+            for start in range(0, len(ids), IDS_PER_READ):
+                chunk = ids[start : start + IDS_PER_READ]
+                for record in await self.list_records(table, formula=str(any_record(chunk)), fields=fields):
+                    fields_of = record.get("fields")
+                    found[str(record.get("id"))] = fields_of if isinstance(fields_of, dict) else {}
         return found
 
     async def update_records(
@@ -189,7 +182,7 @@ class AirtableClient:
 
         Returns the records as Airtable answered them (every field, after the write): what the
         row now holds, known without another read."""
-        url = str(self._api.table(self._base_id, table).urls.records)
+        url = str(self._base.table(table).urls.records)
         written: list[dict[str, Any]] = []
         for start in range(0, len(updates), MAX_RECORDS_PER_WRITE):
             chunk = updates[start : start + MAX_RECORDS_PER_WRITE]
@@ -205,12 +198,11 @@ class AirtableClient:
     # Webhooks (change notifications) and the base's schema --------------------------------------
 
     def _hooks_url(self, *tail: str) -> str:
-        return "/".join([f"{self._api_url}/v0/bases/{quote(self._base_id, safe='')}/webhooks", *tail])
+        return "/".join([self._base.urls.webhooks, *(quote(segment, safe="") for segment in tail)])
 
     async def table_schema(self, table: str) -> tuple[str, dict[str, str]]:
         """The table's id and its field ids by name (the webhooks API speaks only ids)."""
-        url = f"{self._api_url}/v0/meta/bases/{quote(self._base_id, safe='')}/tables"
-        answer = await self._request("GET", url)
+        answer = await self._request("GET", str(self._base.urls.tables))
         for item in answer.get("tables", []) if isinstance(answer, dict) else []:
             if isinstance(item, dict) and table in (item.get("id"), item.get("name")):
                 fields = {
@@ -232,30 +224,28 @@ class AirtableClient:
         return answer if isinstance(answer, dict) else {}
 
     async def delete_webhook(self, webhook_id: str) -> None:
-        await self._request("DELETE", self._hooks_url(quote(webhook_id, safe="")))
+        await self._request("DELETE", self._hooks_url(webhook_id))
 
     async def refresh_webhook(self, webhook_id: str) -> dict[str, Any]:
-        answer = await self._request("POST", self._hooks_url(quote(webhook_id, safe=""), "refresh"))
+        answer = await self._request("POST", self._hooks_url(webhook_id, "refresh"))
         return answer if isinstance(answer, dict) else {}
 
     async def enable_webhook_notifications(self, webhook_id: str) -> None:
-        url = self._hooks_url(quote(webhook_id, safe=""), "enableNotifications")
-        await self._request("POST", url, json={"enable": True})
+        await self._request("POST", self._hooks_url(webhook_id, "enableNotifications"), json={"enable": True})
 
     async def webhook_payloads(self, webhook_id: str, cursor: int) -> dict[str, Any]:
         """One page (up to 50) of payloads from `cursor`: {payloads, cursor, mightHaveMore}."""
-        url = self._hooks_url(quote(webhook_id, safe=""), "payloads")
+        url = self._hooks_url(webhook_id, "payloads")
         answer = await self._request("GET", url, params={"cursor": cursor}, priority=READ)
         if not isinstance(answer, dict) or not isinstance(answer.get("payloads"), list):
             raise AirtableError("Airtable payloads answer has no 'payloads' list")
         return answer
 
     async def _request(self, method: str, url: str, *, priority: int = WRITE, **kwargs: Any) -> Any:
-        attempt = 0
         purpose = _purpose.get() or (PURPOSE_WRITE if method in ("PATCH", "PUT", "POST") else PURPOSE_MIRROR)
         if "/webhooks" in url and _purpose.get() is None:
             purpose = PURPOSE_PAYLOADS if url.endswith("/payloads") else PURPOSE_UPKEEP
-        while True:
+        for attempt in itertools.count(1):
             await self._limiter.acquire(priority)
             self._count_call(purpose)
             try:
@@ -281,28 +271,22 @@ class AirtableClient:
             else:
                 self._observe(SYSTEM, "200")
                 return result
-            attempt += 1
             if attempt >= self._max_attempts:
                 raise error
             if not self._limiter.penalized_for:
-                delay = backoff_delay(
-                    attempt - 1, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng
-                )
+                delay = self._backoff(attempt - 1)
                 log.info("%s; retry %d in %.1f s", error, attempt, delay)
                 await asyncio.sleep(delay)
 
 
 def _rejected(status: int, response: requests.Response | None) -> AirtableRejected:
-    error_type, message = "UNKNOWN", ""
     try:
         body = response.json() if response is not None else None
     except ValueError:
         body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            error_type = str(error.get("type", error_type))
-            message = str(error.get("message", ""))
-        elif isinstance(error, str):
-            error_type = error
-    return AirtableRejected(status, error_type, message[:300])
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return AirtableRejected(
+            status, str(error.get("type", "UNKNOWN")), str(error.get("message", ""))[:300]
+        )
+    return AirtableRejected(status, error if isinstance(error, str) else "UNKNOWN", "")

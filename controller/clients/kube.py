@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import logging
 import ssl
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -92,22 +91,28 @@ class KubeClient:
     # MediaJobs -----------------------------------------------------------------------------
 
     async def get_mediajob(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call("GET", _mj_path(namespace, name))
+        return await self._call("GET", _path(PLURAL, namespace, name))
 
-    async def iter_mediajobs(
-        self, namespace: str | None, *, label_selector: str | None = None, limit: int = 500
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """MediaJobs page by page (with `continue`), so a big list never sits in memory at once."""
-        params: dict[str, str] = {"limit": str(limit)}
-        if label_selector:
-            params["labelSelector"] = label_selector
+    async def _pages(
+        self, namespace: str | None, params: dict[str, str], accept: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The MediaJob list page by page (with `continue`), so a big list never sits in memory at once."""
         while True:
-            page = await self._call("GET", _mj_path(namespace), params=params)
-            yield list(page.get("items") or [])
+            page = await self._call("GET", _path(PLURAL, namespace), params=params, accept=accept)
+            yield page
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
             params = {**params, "continue": token}
+
+    async def iter_mediajobs(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        params = {"limit": "500"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        async for page in self._pages(namespace, params):
+            yield list(page.get("items") or [])
 
     async def list_mediajobs(
         self, namespace: str | None, *, label_selector: str | None = None
@@ -120,48 +125,30 @@ class KubeClient:
     async def list_mediajob_keys(self, namespace: str | None) -> tuple[set[tuple[str, str]], str]:
         """(namespace, name) of every MediaJob, and the list's resourceVersion; metadata only."""
         keys: set[tuple[str, str]] = set()
-        params: dict[str, str] = {"limit": "1000"}
         accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
         snapshot = ""
-        while True:
-            page = await self._call("GET", _mj_path(namespace), params=params, accept=accept)
+        async for page in self._pages(namespace, {"limit": "1000"}, accept):
             for item in page.get("items") or []:
                 meta = item.get("metadata") or {}
                 keys.add((meta.get("namespace", ""), meta.get("name", "")))
-            page_meta = page.get("metadata") or {}
-            snapshot = snapshot or str(page_meta.get("resourceVersion") or "")
-            token = page_meta.get("continue")
-            if not token:
-                return keys, snapshot
-            params = {**params, "continue": token}
+            snapshot = snapshot or str((page.get("metadata") or {}).get("resourceVersion") or "")
+        return keys, snapshot
 
     async def create_mediajob(self, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
-        return await self._call("POST", _mj_path(namespace), json=body)
+        return await self._call("POST", _path(PLURAL, namespace), json=body)
 
     async def patch_mediajob_status(
-        self,
-        namespace: str,
-        name: str,
-        status: Mapping[str, Any],
-        *,
-        resource_version: str | None,
+        self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
     ) -> dict[str, Any]:
         """Merge-patch the status; with a resourceVersion it fails with Conflict if stale."""
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        return await self._call(
-            "PATCH",
-            _mj_path(namespace, name) + "/status",
-            json=body,
-            content_type="application/merge-patch+json",
-        )
+        return await self._call("PATCH", _path(PLURAL, namespace, name) + "/status", json=body)
 
     async def patch_mediajob(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            "PATCH", _mj_path(namespace, name), json=patch, content_type="application/merge-patch+json"
-        )
+        return await self._call("PATCH", _path(PLURAL, namespace, name), json=patch)
 
     async def delete_mediajob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> None:
         """Delete exactly the version that was judged expired: a changed job answers 409."""
@@ -171,7 +158,7 @@ class KubeClient:
             "preconditions": {"uid": uid, "resourceVersion": resource_version},
             "propagationPolicy": "Background",
         }
-        await self._call("DELETE", _mj_path(namespace, name), json=body)
+        await self._call("DELETE", _path(PLURAL, namespace, name), json=body)
 
     # Events ----------------------------------------------------------------------------------
 
@@ -192,10 +179,7 @@ class KubeClient:
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {
-                "name": f"{ref['name']}.{uuid.uuid4().hex[:16]}",
-                "namespace": namespace,
-            },
+            "metadata": {"name": f"{ref['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "involvedObject": dict(ref),
             "reason": reason,
             "message": message[:1024],
@@ -209,36 +193,34 @@ class KubeClient:
             "action": reason,
             "count": 1,
         }
-        await self._call("POST", f"/api/v1/namespaces/{_seg(namespace)}/events", json=body)
+        await self._call("POST", _path("events", namespace), json=body)
 
     # Leases ------------------------------------------------------------------------------------
 
     async def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any]:
-        return await self._call("GET", _lease_path(namespace, name), timeout=timeout)
+        return await self._call("GET", _path("leases", namespace, name), timeout=timeout)
 
     async def create_lease(
         self, namespace: str, body: Mapping[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        return await self._call("POST", _lease_path(namespace), json=body, timeout=timeout)
+        return await self._call("POST", _path("leases", namespace), json=body, timeout=timeout)
 
     async def replace_lease(
         self, namespace: str, name: str, body: Mapping[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
         """PUT with the body's resourceVersion: a stale read loses with Conflict."""
-        return await self._call("PUT", _lease_path(namespace, name), json=body, timeout=timeout)
+        return await self._call("PUT", _path("leases", namespace, name), json=body, timeout=timeout)
 
     # Secrets (the Airtable webhook's MAC secret and cursor) ---------------------------------------
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call("GET", _secret_path(namespace, name))
+        return await self._call("GET", _path("secrets", namespace, name))
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call("POST", _secret_path(namespace), json=body)
+        return await self._call("POST", _path("secrets", namespace), json=body)
 
     async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            "PATCH", _secret_path(namespace, name), json=patch, content_type="application/merge-patch+json"
-        )
+        return await self._call("PATCH", _path("secrets", namespace, name), json=patch)
 
     # Plumbing ------------------------------------------------------------------------------------
 
@@ -249,17 +231,14 @@ class KubeClient:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
         timeout: float | None = None,
         accept: str | None = None,
     ) -> dict[str, Any]:
-        headers: dict[str, str] = {}
-        if json is not None:
-            headers["Content-Type"] = content_type
-        if accept:
-            headers["Accept"] = accept
+        headers = {"Accept": accept} if accept else {}
+        if method == "PATCH":  # every PATCH here is a JSON merge patch; httpx labels other JSON bodies
+            headers["Content-Type"] = "application/merge-patch+json"
         expiration = self.info.expiration
-        if expiration is not None and dt.datetime.now(dt.UTC) >= _aware(expiration):
+        if expiration is not None and datetime.now(UTC) >= _aware(expiration):
             await asyncio.to_thread(self.login)
         for attempt in (1, 2):
             try:
@@ -278,11 +257,10 @@ class KubeClient:
                 self._observe(SYSTEM, "connection")
                 raise KubeUnavailable(0, f"{method} {path}: {type(exc).__name__}") from None
             self._observe(SYSTEM, str(response.status_code))
-            if response.status_code == 401 and attempt == 1:
-                # Tokens rotate on disk and exec credentials expire: log in again once.
-                await asyncio.to_thread(self.login)
-                continue
-            break
+            if response.status_code != 401 or attempt == 2:
+                break
+            # Tokens rotate on disk and exec credentials expire: log in again once.
+            await asyncio.to_thread(self.login)
         if response.status_code >= 300:
             raise _error(method, path, response)
         data = response.json()
@@ -320,8 +298,8 @@ class KubeClient:
         return str(target)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _pem(data: str | bytes) -> bytes:
@@ -347,25 +325,17 @@ def _error(method: str, path: str, response: httpx.Response) -> KubeError:
     return KubeError(status, text)
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
+# The API group and version of each resource the client touches, by plural.
+_GROUP_VERSION = {
+    PLURAL: f"apis/{GROUP}/{VERSION}",
+    "leases": "apis/coordination.k8s.io/v1",
+    "secrets": "api/v1",
+    "events": "api/v1",
+}
 
 
-def _mj_path(namespace: str | None, name: str | None = None) -> str:
-    path = f"/apis/{GROUP}/{VERSION}"
-    if namespace:
-        path += f"/namespaces/{_seg(namespace)}"
-    path += f"/{PLURAL}"
-    if name:
-        path += f"/{_seg(name)}"
-    return path
-
-
-def _lease_path(namespace: str, name: str | None = None) -> str:
-    path = f"/apis/coordination.k8s.io/v1/namespaces/{_seg(namespace)}/leases"
-    return f"{path}/{_seg(name)}" if name else path
-
-
-def _secret_path(namespace: str, name: str | None = None) -> str:
-    path = f"/api/v1/namespaces/{_seg(namespace)}/secrets"
-    return f"{path}/{_seg(name)}" if name else path
+def _path(plural: str, namespace: str | None, name: str | None = None) -> str:
+    """Without a namespace, across all namespaces; each segment quoted."""
+    scope = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
+    path = f"/{_GROUP_VERSION[plural]}{scope}/{plural}"
+    return f"{path}/{quote(name, safe='')}" if name else path
