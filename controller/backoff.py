@@ -100,20 +100,15 @@ class RateLimiter:
                                 await self._cond.wait()
                     else:
                         await self._cond.wait()
-            except BaseException:
+            finally:  # waiters are woken only once the lock is released, after the lines below
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
                 self._passed.pop(entry[1], None)
                 self._cond.notify_all()
-                raise
-            self._waiting.remove(entry)
-            heapq.heapify(self._waiting)
-            self._passed.pop(entry[1], None)
             if self._fair_every is not None:
                 for _, seq in self._waiting:
                     self._passed[seq] = self._passed.get(seq, 0) + 1
             self._next_start = self._clock() + self.interval
-            self._cond.notify_all()
 
 
 class SendPacer:

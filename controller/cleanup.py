@@ -49,10 +49,9 @@ class Cleanup:
             await self.sweep()
             await asyncio.sleep(self._every)
 
-    async def sweep(self) -> int:
+    async def sweep(self) -> None:
         """Delete every expired job once; the watch's DELETED event prunes the memory."""
         now = self._now()
-        count = 0
         for job in self._store:
             if not expired(job, now=now, ttl=self._ttl):
                 continue
@@ -67,5 +66,3 @@ class Cleanup:
                 continue
             logs.for_job(log, job).info("deleted: ended and synced more than %s ago", self._ttl)
             self._store.remove(job.key)
-            count += 1
-        return count

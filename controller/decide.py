@@ -89,9 +89,7 @@ class Observation:
 
 def should_ask_nca(spaces: SpacesResult | None, *, nca_due: bool) -> bool:
     """NCA records every status call as a job on its disk: ask only when Spaces cannot answer."""
-    if isinstance(spaces, ObjectFound):
-        return False
-    return nca_due
+    return nca_due and not isinstance(spaces, ObjectFound)
 
 
 def decide(job: MediaJob, seen: Observation, *, now: datetime, max_age: timedelta) -> Decision:

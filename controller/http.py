@@ -45,7 +45,6 @@ class HttpServer:
         airtable_ping: AirtablePingHandler | None = None,
     ) -> None:
         self._airtable_ping = airtable_ping
-        self._port = port
         self._host = host
         self._token = token.encode()
         self._metrics = metrics
@@ -73,7 +72,7 @@ class HttpServer:
         return app
 
     async def start(self) -> None:
-        self.port = await self._serve(self.app(), self._port)
+        self.port = await self._serve(self.app(), self.port)
         self.metrics_port = await self._serve(self.ops_app(), self.metrics_port)
         log.info("webhooks on port %d; metrics and probes on port %d", self.port, self.metrics_port)
 
@@ -106,18 +105,10 @@ class HttpServer:
         if not self._authorized(request):
             self._metrics.webhooks.labels(result="unauthorized").inc()
             return _answer(401, "unauthorized", "missing or wrong webhook token")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            self._metrics.webhooks.labels(result="too_large").inc()
-            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self._metrics.webhooks.labels(result="too_large").inc()
-            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
-        except TimeoutError:
-            self._metrics.webhooks.labels(result="slow_client").inc()
-            return _answer(408, "timeout", "body not received in time")
+        raw = await _read_body(request)
+        if isinstance(raw, web.Response):
+            self._metrics.webhooks.labels(result="too_large" if raw.status == 413 else "slow_client").inc()
+            return raw
         try:
             payload = check_payload(parse_body(raw))
         except (ValueError, PayloadError) as exc:
@@ -133,15 +124,9 @@ class HttpServer:
         """Airtable's change notification: verified by its MAC, then a wake-up for the mirror."""
         if self._airtable_ping is None:
             return _answer(404, "not-configured", "AIRTABLE_WEBHOOK_URL is not set")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
-        except TimeoutError:
-            return _answer(408, "timeout", "body not received in time")
+        raw = await _read_body(request)
+        if isinstance(raw, web.Response):
+            return raw
         status, result = await self._airtable_ping(raw, request.headers.get("X-Airtable-Content-MAC", ""))
         self._metrics.airtable_pings.labels(result=result.replace("-", "_")).inc()
         if status == 204:
@@ -175,6 +160,19 @@ class HttpServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         return _answer(200, "ready", None) if self._ready() else _answer(503, "not-ready", None)
+
+
+async def _read_body(request: web.Request) -> bytes | web.Response:
+    """The body, or the answer (413 or 408) when it is too large or comes too slowly."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+    try:
+        async with asyncio.timeout(READ_TIMEOUT):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _answer(413, "too-large", f"body over {MAX_BODY} bytes")
+    except TimeoutError:
+        return _answer(408, "timeout", "body not received in time")
 
 
 def _answer(status: int, result: str, detail: str | None) -> web.Response:

@@ -24,8 +24,7 @@ class ScrubSecrets(logging.Filter):
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
+            text = text.replace(secret, "***")
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -56,10 +56,9 @@ def record_id_from_name(name: str) -> str | None:
     tail, mask = match.group(1), int(match.group(2), 16)
     if mask >> len(tail):
         return None
-    restored = "".join(ch.upper() if mask & (1 << i) else ch for i, ch in enumerate(tail))
     if any(ch.isdigit() and mask & (1 << i) for i, ch in enumerate(tail)):
         return None
-    return "rec" + restored
+    return "rec" + "".join(ch.upper() if mask & (1 << i) else ch for i, ch in enumerate(tail))
 
 
 def expected_output_url(

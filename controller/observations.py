@@ -107,7 +107,7 @@ def parse_result_payload(payload: Any) -> NcaOutcome:
                 urls.append(item["file_url"])
             elif isinstance(item, str):
                 urls.append(item)
-    if not urls or not all(_looks_like_url(u) for u in urls):
+    if not urls or not all(u.startswith(("http://", "https://")) and len(u) <= 2048 for u in urls):
         raise PayloadError("payload with code 200 has no output URL in 'response'")
     return NcaSucceeded(urls=tuple(urls))
 
@@ -126,10 +126,6 @@ def parse_status_body(body: Any) -> NcaStatus:
         return parse_result_payload(inner.get("response"))
     except PayloadError as exc:
         return NcaUnknown(f"done, but {exc}")
-
-
-def _looks_like_url(value: str) -> bool:
-    return value.startswith(("http://", "https://")) and len(value) <= 2048
 
 
 def _clip(text: str, limit: int = 500) -> str:

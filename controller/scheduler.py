@@ -132,9 +132,7 @@ class Scheduler(Generic[K]):
         next_at: float | None
         try:
             next_at = await self._check(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # a cancellation is not an Exception: it propagates
             log.exception("check of %s crashed; retrying in %.0f s", key, self._crash_delay)
             next_at = self._clock() + self._crash_delay
         finally:

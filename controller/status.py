@@ -12,7 +12,6 @@ generation it describes; one keeps its `lastTransitionTime` while its status doe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,40 +20,26 @@ from controller.model import MediaJob, fmt_time
 from controller.vocabulary import STALLED_REASONS, Condition, Reason
 
 
-def _make(
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    previous: tuple[Mapping[str, Any], ...],
-    generation: int,
-) -> dict[str, Any]:
-    value = "True" if status else "False"
-    since = fmt_time(now)
-    for old in previous:
-        if old.get("type") == kind and old.get("status") == value and old.get("lastTransitionTime"):
-            since = str(old["lastTransitionTime"])
-    return {
-        "type": kind,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        "observedGeneration": generation,
-    }
-
-
 def conditions(
     job: MediaJob, *, phase: str, synced: bool, message: str, now: datetime, sync_reason: str | None = None
 ) -> list[dict[str, Any]]:
     """Ready and Synced always; Reconciling or Stalled only while True (kstatus reads absent as
     False, and a False one would only be noise)."""
-    prev = job.status.conditions
-    generation = job.generation
 
     def _condition(kind: str, status: bool, reason: str, text: str) -> dict[str, Any]:
-        return _make(kind, status, reason, text, now, prev, generation)
+        value = "True" if status else "False"
+        since = fmt_time(now)
+        for old in job.status.conditions:
+            if old.get("type") == kind and old.get("status") == value and old.get("lastTransitionTime"):
+                since = str(old["lastTransitionTime"])
+        return {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": text,
+            "lastTransitionTime": since,
+            "observedGeneration": job.generation,
+        }
 
     if phase == "Completed" and synced:
         ready = _condition(Condition.READY, True, Reason.COMPLETED, message)
@@ -105,31 +90,26 @@ def attempt_fields(job: MediaJob) -> dict[str, Any]:
 
 def initial_status(job: MediaJob, *, now: datetime, checks: int, message: str) -> dict[str, Any]:
     """The first status of an attempt (Processing), written together with its first check."""
-    status = attempt_fields(job)
-    status.update(
-        {
-            "phase": "Processing",
-            "reason": Reason.RESUBMITTED if job.new_attempt else Reason.PROCESSING,
-            "message": message,
-            "checks": checks,
-            "airtableSynced": False,
-            "observedGeneration": job.generation,
-            "conditions": conditions(job, phase="Processing", synced=False, message=message, now=now),
-        }
-    )
-    return status
+    return {
+        **attempt_fields(job),
+        "phase": "Processing",
+        "reason": Reason.RESUBMITTED if job.new_attempt else Reason.PROCESSING,
+        "message": message,
+        "checks": checks,
+        "airtableSynced": False,
+        "observedGeneration": job.generation,
+        "conditions": conditions(job, phase="Processing", synced=False, message=message, now=now),
+    }
 
 
 def transition_status(job: MediaJob, decision: Transition, *, now: datetime, checks: int) -> dict[str, Any]:
-    status: dict[str, Any] = attempt_fields(job)
-    status.update(
-        {
-            "checks": checks,
-            "airtableSynced": False,
-            "syncedAt": None,  # a new transition needs its own Airtable write
-            "observedGeneration": job.generation,
-        }
-    )
+    status: dict[str, Any] = {
+        **attempt_fields(job),
+        "checks": checks,
+        "airtableSynced": False,
+        "syncedAt": None,  # a new transition needs its own Airtable write
+        "observedGeneration": job.generation,
+    }
     if isinstance(decision, EndedInAirtable):
         status.update(
             phase=decision.phase,

@@ -171,7 +171,10 @@ class Transitions:
                 self._count(decision, now, detected_from)
             except Exception:
                 jlog.exception("could not count the transition %s", type(decision).__name__)
-            self._log(updated, decision)
+            if isinstance(decision, Complete):
+                logs.for_job(log, updated).info("completed via %s: %s", decision.via, decision.url)
+            else:
+                logs.for_job(log, updated).info("%s: %s", decision.reason, decision.message)
             return updated
         jlog.warning("gave up after repeated conflicts; the next check will retry")
         return None
@@ -199,11 +202,3 @@ class Transitions:
         if isinstance(decision, Complete):
             return Event(Reason.COMPLETED, f"Output found via {decision.via}: {decision.url}")
         return Event(decision.reason, decision.message, warning=True)
-
-    @staticmethod
-    def _log(job: MediaJob, decision: Transition) -> None:
-        jlog = logs.for_job(log, job)
-        if isinstance(decision, Complete):
-            jlog.info("completed via %s: %s", decision.via, decision.url)
-        else:
-            jlog.info("%s: %s", decision.reason, decision.message)

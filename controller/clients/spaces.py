@@ -8,7 +8,6 @@ turned into a tool that probes other hosts.
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -101,7 +100,10 @@ class SpacesClient:
         self._observe(SYSTEM, str(response.status_code))
         status = response.status_code
         if status == 200:
-            return ObjectFound(url, _last_modified(response), _size(response))
+            headers = response.headers
+            return ObjectFound(
+                url, parse_http_date(headers.get("Last-Modified")), parse_size(headers.get("Content-Length"))
+            )
         if status in (403, 404):
             return ObjectMissing(url, status)
         if status == 503:
@@ -109,11 +111,3 @@ class SpacesClient:
                 self._budget.slow_down()
             return SpacesUnknown(url, "503 Slow Down")
         return SpacesUnknown(url, f"HTTP {status}")
-
-
-def _last_modified(response: httpx.Response) -> datetime | None:
-    return parse_http_date(response.headers.get("Last-Modified"))
-
-
-def _size(response: httpx.Response) -> int | None:
-    return parse_size(response.headers.get("Content-Length"))
