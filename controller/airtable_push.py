@@ -79,12 +79,14 @@ class Mode(enum.Enum):
 
 
 def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
-    """Pings come faster than one per two intervals: the last three arrived within four. Pure.
+    """Pings come at one per two intervals or faster: BUSY_PINGS in the last BUSY_WINDOW intervals.
+    Pure.
 
     A ping costs a payload read and a fetch, two calls, where polling costs one listing per
     interval; at that pace push stops paying, so the source lists instead, and goes back to push
-    when they slow (the pace at 500 jobs a day, say, is about one ping per interval)."""
-    return len(pings) >= 3 and now - pings[-3] < 4 * interval
+    when they slow. The long window keeps a steady load (500 jobs a day is about one ping per
+    interval) in one mode instead of switching back and forth, which costs reads."""
+    return sum(1 for at in pings if now - at < BUSY_WINDOW * interval) >= BUSY_PINGS
 
 
 # Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
@@ -94,6 +96,7 @@ WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
+BUSY_WINDOW, BUSY_PINGS = 10, 5  # (intervals, pings): see pings_busy
 _KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL = "webhookId", "macSecretBase64", "cursor", "notificationUrl"
 
 
@@ -461,7 +464,7 @@ class PushSource:
         self._last_check = -math.inf
         self._last_read = -math.inf
         self._pinged = False  # a ping arrived since the last upkeep
-        self._pings: deque[float] = deque(maxlen=3)
+        self._pings: deque[float] = deque(maxlen=BUSY_PINGS)
         self._vouch_wanted = False  # the write-back waits for a payload read
         self._unfetched: set[str] = set()  # rows busy payload reads saw, for the mirror to read
         self._last_listing = -math.inf

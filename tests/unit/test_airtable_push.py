@@ -164,12 +164,12 @@ def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) ->
     ("pings", "now", "busy"),
     [
         ([], 0.0, False),
-        ([0.0, 1.0], 2.0, False),  # two pings give no pace
-        ([0.0, 1.0, 2.0], 3.0, True),  # three within four intervals (interval 10)
-        ([0.0, 1.0, 2.0], 39.9, True),
-        ([0.0, 1.0, 2.0], 40.0, False),  # they slowed down: back to push
-        ([0.0, 20.0, 40.0], 40.0, False),  # one ping every two intervals is not busy
-        ([0.0, 19.0, 38.0], 38.5, True),
+        ([0.0, 1.0, 2.0, 3.0], 4.0, False),  # four pings are not yet a pace
+        ([0.0, 1.0, 2.0, 3.0, 4.0], 5.0, True),  # five within ten intervals (interval 10)
+        ([0.0, 1.0, 2.0, 3.0, 4.0], 99.9, True),
+        ([0.0, 1.0, 2.0, 3.0, 4.0], 100.5, False),  # they slowed down: back to push
+        ([0.0, 21.0, 42.0, 63.0, 84.0], 85.0, True),  # one ping every two intervals
+        ([0.0, 25.0, 50.0, 75.0, 100.0], 100.0, False),  # one every 2.5 intervals: push pays
     ],
 )
 def test_pings_faster_than_one_an_interval_make_the_source_busy(
