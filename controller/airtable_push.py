@@ -3,9 +3,8 @@
 The leader keeps one webhook on the Jobs table, watching only the fields the mirror reads. A ping
 carries no data: it says "read the payloads". So a ping costs one call (more only when over 50
 payloads wait), the changed rows that are `processing` cost one call per 50, and a quiet table
-costs nothing but the upkeep: one listing of the webhooks per check period (is it alive, are pings
-failing, are payloads waiting unread), a refresh before the 7-day expiry, and a full listing of the
-`processing` rows every `full_every` as a safety net.
+costs nothing but the upkeep: one listing of the webhooks per check period, a refresh before the
+7-day expiry, and a full listing of the `processing` rows every `full_every` as a safety net.
 
 State (the webhook id, its MAC secret and the payload cursor) lives in one Kubernetes Secret: the
 MAC secret is a credential, so it belongs in a Secret and never in a status field or a ConfigMap;
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import dataclasses
 import enum
 import hashlib
@@ -40,7 +38,7 @@ from typing import Any
 
 from pyairtable import formulas
 
-from controller.changes import PROCESSING, ChangeBatch, IncrementalPolling, list_processing, record_ids
+from controller.changes import PROCESSING, ChangeBatch, IncrementalPolling, list_processing
 from controller.clients.airtable import (
     PURPOSE_MIRROR,
     PURPOSE_PAYLOADS,
@@ -55,7 +53,7 @@ from controller.clients.airtable import (
 from controller.clients.kube import KubeClient, KubeError, NotFound
 from controller.jobrows import KNOWN_FIELDS, KnownRows, cell_text, record_changes
 from controller.model import fmt_time, parse_time, utcnow
-from controller.naming import check_record_id
+from controller.naming import RECORD_ID
 from controller.rows import MIRROR_FIELDS
 from controller.settings import Secret
 from controller.vocabulary import ANNOTATION_AIRTABLE_PING, FIELD_STATUS, MANAGED_BY
@@ -79,8 +77,7 @@ class Mode(enum.Enum):
 
 
 def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
-    """Pings come at one per two intervals or faster: BUSY_PINGS in the last BUSY_WINDOW intervals.
-    Pure.
+    """Pings come at one per two intervals or faster: BUSY_PINGS in the last BUSY_WINDOW intervals. Pure.
 
     A ping costs a payload read and a fetch, two calls, where polling costs one listing per
     interval; at that pace push stops paying, so the source lists instead, and goes back to push
@@ -89,10 +86,6 @@ def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
     return sum(1 for at in pings if now - at < BUSY_WINDOW * interval) >= BUSY_PINGS
 
 
-# Only changes to these fields make a payload (and so a ping): the fields the mirror reads, Notes
-# among them, so that the leader's knowledge of a row (controller.jobrows) stays exact without
-# reads; Response Payload is not watched.
-WATCHED_FIELDS = MIRROR_FIELDS
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
@@ -104,15 +97,16 @@ def mac_matches(secret_b64: str, body: bytes, header: str) -> bool:
     """Airtable signs the raw body with HMAC-SHA256 keyed by the base64-decoded secret. Pure."""
     try:
         key = base64.b64decode(secret_b64, validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error is one
         return False
     expected = "hmac-sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
 
 
 def webhook_spec(table_id: str, field_ids: dict[str, str]) -> dict[str, Any]:
-    """One table, its data only, the watched fields only; Status's value comes with each payload."""
-    watched = [field_ids[name] for name in WATCHED_FIELDS if name in field_ids]
+    """One table, its data only; only the mirror's fields make a payload and a ping (Notes among them,
+    so the leader's knowledge of a row stays exact without reads). Status's value comes with each."""
+    watched = [field_ids[name] for name in MIRROR_FIELDS if name in field_ids]
     filters: dict[str, Any] = {"dataTypes": ["tableData"], "recordChangeScope": table_id}
     if watched:
         filters["watchDataInFieldIds"] = watched
@@ -126,9 +120,7 @@ def spec_covers(have: Any, want: dict[str, Any]) -> bool:
     """May a webhook with specification `have` be adopted? It must see at least what `want` sees. Pure.
 
     A webhook made by an earlier version that watches fewer fields would leave changes unseen."""
-    if not isinstance(have, dict):
-        return False
-    options = have.get("options")
+    options = have.get("options") if isinstance(have, dict) else None
     filters = options.get("filters") if isinstance(options, dict) else None
     if not isinstance(filters, dict):
         return False
@@ -147,8 +139,8 @@ def spec_covers(have: Any, want: dict[str, Any]) -> bool:
 
 @dataclasses.dataclass
 class Changes:
-    fetch: set[str] = dataclasses.field(default_factory=set)  # may be `processing`: read the row
-    touched: set[str] = dataclasses.field(default_factory=set)  # changed in any way, or deleted
+    fetch: set[str]  # may be `processing`: read the row
+    touched: set[str]  # changed in any way, or deleted
 
 
 def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | None) -> Changes:
@@ -156,18 +148,16 @@ def read_changes(payloads: Iterable[Any], table_id: str, status_field_id: str | 
 
     A row whose payload shows a Status other than `processing` is not fetched: if a job of ours
     was still processing it, the mirror reads it anyway (it is in `touched`)."""
-    status: dict[str, str | None] = {}
-    out = Changes()
+    status: dict[str, str | None] = {}  # the last Status seen, for every touched row
     for kind, rid, cells in record_changes(payloads, table_id):
-        out.touched.add(rid)
         if kind == "destroyed":
             status[rid] = "(deleted)"
         elif status_field_id is not None and status_field_id in cells:
             status[rid] = cell_text(cells[status_field_id])
         elif rid not in status:
             status[rid] = None
-    out.fetch = {rid for rid, value in status.items() if value in (None, "processing")}
-    return out
+    fetch = {rid for rid, value in status.items() if value in (None, "processing")}
+    return Changes(fetch=fetch, touched=set(status))
 
 
 @dataclasses.dataclass
@@ -199,7 +189,7 @@ class SecretStateStore:
             raw = data.get(key)
             try:
                 values[key] = base64.b64decode(raw).decode() if isinstance(raw, str) else ""
-            except (binascii.Error, ValueError):
+            except ValueError:  # binascii.Error is one
                 values[key] = ""
         if not values[_KEY_ID] or not values[_KEY_SECRET]:
             return None
@@ -208,7 +198,7 @@ class SecretStateStore:
         return WebhookState(
             webhook_id=values[_KEY_ID],
             mac_secret=Secret(values[_KEY_SECRET]),
-            cursor=cursor if cursor and cursor >= 1 else None,
+            cursor=cursor or None,
             notification_url=values[_KEY_URL],
             ping_at=annotations.get(ANNOTATION_AIRTABLE_PING),
         )
@@ -311,9 +301,7 @@ class Health:
 
 
 class AirtableWebhook:
-    """The webhook's life on Airtable's side: adopted from the state Secret or created, kept
-    alive, and its cursor. What these facts mean for the mirror (mode, full resyncs, the payload
-    stream's freshness) is PushSource's to decide."""
+    """The webhook's life on Airtable's side; what it means for the mirror is PushSource's to decide."""
 
     def __init__(
         self,
@@ -331,16 +319,13 @@ class AirtableWebhook:
         self._now = now
         self.state: WebhookState | None = None
         self.table_id: str | None = None
-        self.status_field: str | None = None
         self.field_ids: dict[str, str] = {}
 
     async def ensure(self) -> Found:
         """Adopt the webhook named in the Secret if it still fits, else create one."""
         if self.table_id is None:
-            self.table_id, fields = await self._airtable.table_schema(self._table)
-            self.status_field = fields.get(FIELD_STATUS)
-            self.field_ids = fields
-            missing = [name for name in KNOWN_FIELDS if name not in fields]
+            self.table_id, self.field_ids = await self._airtable.table_schema(self._table)
+            missing = [name for name in KNOWN_FIELDS if name not in self.field_ids]
             if missing:
                 log.warning(
                     "the %s table has no field %s: its rows are read before every write",
@@ -403,9 +388,8 @@ class AirtableWebhook:
 
     async def next_cursor(self) -> int:
         """Where the stream stands now: a full listing taken after it misses nothing."""
-        state = self.state
-        assert state is not None
-        hook = (await self._listed()).get(state.webhook_id, {})
+        assert self.state is not None
+        hook = (await self._listed()).get(self.state.webhook_id, {})
         return max(int(hook.get("cursorForNextPayload") or 1), 1)
 
     async def _listed(self) -> dict[str, dict[str, Any]]:
@@ -422,12 +406,7 @@ class AirtableWebhook:
 
 
 class PushSource:
-    """The mirror's change source on the leader while the webhook works.
-
-    Modes: `push` (payloads read on pings), `busy` (pings faster than push pays for: one
-    incremental listing per interval), `payload-polling` (the webhook lives but its pings do not
-    reach us: read payloads every interval, still cheap and exact) and `listing` (no usable
-    webhook: incremental polling)."""
+    """The mirror's change source on the leader while the webhook works (its modes: `Mode`)."""
 
     def __init__(
         self,
@@ -499,8 +478,7 @@ class PushSource:
 
     @property
     def vouching(self) -> bool:
-        """Payloads are read and carry every field the write-back needs (a missing one's changes
-        would go unseen)."""
+        """Payloads are read and carry every field the write-back needs (else its changes go unseen)."""
         return (
             self.state is not None
             and self.mode.reads_payloads
@@ -574,13 +552,11 @@ class PushSource:
             return
         mark = stored.ping_at if stored else None
         if mark and mark != self._ping_seen:
-            if self._ping_seen is not None or self._started_before(mark):
+            at = parse_time(mark)
+            since_start = at is not None and at >= self._started_at - timedelta(seconds=1)
+            if self._ping_seen is not None or since_start:
                 self.wake()
             self._ping_seen = mark
-
-    def _started_before(self, mark: str) -> bool:
-        at = parse_time(mark)
-        return at is not None and at >= self._started_at - timedelta(seconds=1)
 
     # ------------------------------------------------------------ batches
 
@@ -589,10 +565,9 @@ class PushSource:
         self._uncommitted_before, self._uncommitted = self._uncommitted, True
         batch = await self._next_batch()
         self._woken = False
-        inner = batch.commit
 
         async def commit() -> None:
-            await inner()
+            await batch.commit()
             self._uncommitted = False
 
         return dataclasses.replace(batch, commit=commit)
@@ -640,7 +615,8 @@ class PushSource:
         cursor = state.cursor
         if cursor is None:
             self.rows.broken()
-            cursor = await self._next_cursor()
+            with calls_for(PURPOSE_UPKEEP):
+                cursor = await self.webhook.next_cursor()
         records = await list_processing(self._airtable, self._table)
         self.rows.learn_rest(records)
         started = self._clock()
@@ -681,7 +657,7 @@ class PushSource:
         assert table_id is not None
         self.rows.learn_payloads(payloads, table_id, self.webhook.field_ids)
         self.rows.vouch(self._last_read)
-        changes = read_changes(payloads, table_id, self.webhook.status_field)
+        changes = read_changes(payloads, table_id, self.webhook.field_ids.get(FIELD_STATUS))
         if not fetch:
 
             async def keep_for_listing() -> None:
@@ -711,7 +687,7 @@ class PushSource:
         if full < by_id:
             return await list_processing(self._airtable, self._table), True
         records: list[dict[str, Any]] = []
-        ordered = sorted(_valid_ids(ids))
+        ordered = sorted(rid for rid in ids if RECORD_ID.fullmatch(rid))
         with calls_for(PURPOSE_MIRROR):
             for start in range(0, len(ordered), IDS_PER_FETCH):
                 chunk = ordered[start : start + IDS_PER_FETCH]
@@ -738,14 +714,12 @@ class PushSource:
             self.webhook.state = None
             self.rows.broken()
             self._fallback.force_full()
-            self._last_check = self._clock()
-            return
-        self._found(found)
+        else:
+            self._found(found)
         self._last_check = self._clock()
 
     async def _recreate(self) -> None:
-        """The webhook is gone (expired or deleted): a new one, or incremental polling when
-        Airtable refuses one, as at start-up."""
+        """A new webhook, or incremental polling when Airtable refuses one, as at start-up."""
         log.warning("the Airtable webhook is gone (expired or deleted): creating a new one")
         self.rows.broken()
         self.webhook.state = None
@@ -782,31 +756,3 @@ class PushSource:
                 log.warning("Airtable pings are not reaching us: reading payloads every interval")
             self.mode = Mode.PAYLOAD_POLLING
             self._wake.set()
-
-    async def _next_cursor(self) -> int:
-        with calls_for(PURPOSE_UPKEEP):
-            return await self.webhook.next_cursor()
-
-
-def _valid_ids(ids: Iterable[str]) -> list[str]:
-    out = []
-    for rid in ids:
-        try:
-            out.append(check_record_id(rid))
-        except ValueError:
-            continue
-    return out
-
-
-__all__ = [
-    "ChangeBatch",
-    "PingReceiver",
-    "PushSource",
-    "SecretStateStore",
-    "WebhookState",
-    "mac_matches",
-    "read_changes",
-    "record_ids",
-    "spec_covers",
-    "webhook_spec",
-]
