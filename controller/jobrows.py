@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from controller.vocabulary import FIELD_EXTERNAL_ID, FIELD_NOTES, FIELD_STATUS
 
-KNOWN_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_NOTES)
+KNOWN_FIELDS = (FIELD_STATUS, FIELD_EXTERNAL_ID, FIELD_NOTES)  # in RowFacts' field order
 DELETED = "(deleted)"
 MAX_ROWS = 50_000  # ~100 bytes a row beyond its Notes: a bound far above the processing rows
 
@@ -53,15 +53,12 @@ class RowFacts:
         """The row as the REST API would give it (empty cells absent); None for a deleted row."""
         if self.status == DELETED:
             return None
-        row = {FIELD_STATUS: self.status, FIELD_EXTERNAL_ID: self.external_job_id, FIELD_NOTES: self.notes}
-        return {k: v for k, v in row.items() if v is not None}
+        return {k: v for k, v in zip(KNOWN_FIELDS, dataclasses.astuple(self), strict=True) if v is not None}
 
 
 def facts_from_rest(fields: Mapping[str, Any]) -> RowFacts:
     """A REST row leaves empty cells out, so an absent field is an empty one. Pure."""
-    return RowFacts(
-        _text(fields.get(FIELD_STATUS)), _text(fields.get(FIELD_EXTERNAL_ID)), _text(fields.get(FIELD_NOTES))
-    )
+    return RowFacts(*(_text(fields.get(name)) for name in KNOWN_FIELDS))
 
 
 def merge_payload_cells(
@@ -72,16 +69,16 @@ def merge_payload_cells(
     A payload carries the fields that changed (and the ones listed in the webhook's includes); an
     absent field did not change, so it keeps its prior value, and with no prior value it is
     unknown. A cleared cell comes as null."""
-    values: dict[str, Any] = {}
-    for name in KNOWN_FIELDS:
+    values: list[str | None] = []
+    for i, name in enumerate(KNOWN_FIELDS):
         fid = field_ids.get(name)
         if fid is not None and fid in cells:
-            values[name] = _text(cells[fid])
+            values.append(_text(cells[fid]))
         elif prior is not None:
-            values[name] = getattr(prior, _ATTR[name])
+            values.append(dataclasses.astuple(prior)[i])
         else:
             return None
-    return RowFacts(values[FIELD_STATUS], values[FIELD_EXTERNAL_ID], values[FIELD_NOTES])
+    return RowFacts(*values)
 
 
 def record_changes(payloads: Iterable[Any], table_id: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -97,11 +94,10 @@ def record_changes(payloads: Iterable[Any], table_id: str) -> Iterator[tuple[str
         for key, kind in (("createdRecordsById", "created"), ("changedRecordsById", "changed")):
             records = table.get(key)
             for rid, change in records.items() if isinstance(records, dict) else ():
-                sections: tuple[Any, ...] = ()
-                if isinstance(change, dict):
-                    sections = (
-                        (change,) if kind == "created" else (change.get("unchanged"), change.get("current"))
-                    )
+                change = change if isinstance(change, dict) else {}
+                sections = (
+                    (change,) if kind == "created" else (change.get("unchanged"), change.get("current"))
+                )
                 cells: dict[str, Any] = {}
                 for section in sections:
                     found = section.get("cellValuesByFieldId") if isinstance(section, dict) else None
@@ -110,9 +106,6 @@ def record_changes(payloads: Iterable[Any], table_id: str) -> Iterator[tuple[str
         destroyed = table.get("destroyedRecordIds")
         for rid in destroyed if isinstance(destroyed, list) else ():
             yield "destroyed", str(rid), {}
-
-
-_ATTR = {FIELD_STATUS: "status", FIELD_EXTERNAL_ID: "external_job_id", FIELD_NOTES: "notes"}
 
 
 class PayloadStream(Protocol):

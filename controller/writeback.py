@@ -1,28 +1,25 @@
 """Ended jobs → Airtable, batched, rate limited, and never written twice.
 
-Each ended job goes through the stages of `Stage`, in order, and its pending item names the one it
-is in: the check (its Jobs row's current state, read or known), its target row (Segments or
-Videos), its Jobs row, then `airtableSynced=true` on the resource. The target row goes first so
-that `completed` in the Jobs table always means the output is attached. Each stage batches up to
-10 records per request, so 1,000 completions cost 100 target and 100 Jobs requests.
+Each ended job's pending item names its `Stage`, passed in order: the check (its Jobs row's current
+state, read or known), its target row (Segments or Videos), its Jobs row, then `airtableSynced=true`
+on the resource. The target goes first so that `completed` in the Jobs table always means the
+output is attached. A stage writes up to 10 records a request: 1,000 completions cost 100 target
+and 100 Jobs requests.
 
-Never clobbered: before anything is written, the Jobs row's current state must be known. A row
-is written only while it is still `processing` or still holds the controller's own earlier result
-(its last Notes line is ours); a row someone else ended is left as it is (`EndedInAirtable`);
-`WriteBack._judge` is the one place that decides it. `Notes` is appended to, one line per write.
-With push on, a payload read that started after the job reached this stage vouches for what the
-leader knows of the row (`controller.jobrows.KnownRows`), at no extra call: the reads that
-discover new rows serve here too. Rows it does not know, and every row without push, are read, 50
-per request. Target rows: a job this leader saw in `Processing` cannot have been written by anyone
-before; any other one is "suspect" and its target row is read first, so that a row that already
-holds the result is not written again.
+Never clobbered: a Jobs row is written only while it is still `processing` or still holds the
+controller's own earlier result (its last Notes line is ours); a row someone else ended is left as
+it is (`EndedInAirtable`); `WriteBack._judge` alone decides. Notes is appended to, one line a write.
+Its state is read, 50 rows a request, unless push is on and a payload read that started after the
+job reached the check vouches for what `controller.jobrows.KnownRows` knows: no extra call, as the
+reads that discover new rows serve here too. A target row is read first unless this leader saw the
+job in `Processing` (nobody can have written it), so that a row holding the result is not rewritten.
 
 Batches: Airtable's quota counts requests, not rows, so a partial batch waits for more when more
 are coming (`send_at`), up to `linger`; a trickle goes at once.
 
-A target write that Airtable rejects for good (a 4xx other than 429) does not hold back the Jobs
-row: the Jobs row gets a Note naming the target and the error, the job gets `TargetRejected`, and
-only a recheck tries the target again.
+A target write rejected for good (a 4xx other than 429) does not hold back the Jobs row: that gets
+a Note naming the target and the error, the job gets `TargetRejected`, and only a recheck tries
+the target again.
 """
 
 from __future__ import annotations
@@ -78,6 +75,7 @@ VIA_TEXT = {
     "webhook": "NCA webhook",
 }
 PERSISTENT_FAILURES = 3
+RETRY_BASE = 2.0  # seconds; the cap comes from the runtime
 
 
 class Stage(enum.StrEnum):
@@ -134,21 +132,15 @@ def planned_writes(job: MediaJob) -> list[RowWrite]:
         notes = f"Completed: {VIA_TEXT.get(via, via)}."
         if known and not spec.target:
             notes += " No Segment/Video row was linked, so only this row was updated."
-        writes.append(
-            RowWrite(
-                "Jobs",
-                spec.airtable_record_id,
-                {
-                    FIELD_STATUS: "completed",
-                    FIELD_RESPONSE: json.dumps(payload, sort_keys=True),
-                    FIELD_NOTES: notes,
-                },
-            )
-        )
+        jobs = {
+            FIELD_STATUS: "completed",
+            FIELD_RESPONSE: json.dumps(payload, sort_keys=True),
+            FIELD_NOTES: notes,
+        }
     else:
         label = "Timed out" if status.phase == "TimedOut" else "Failed"
-        notes = f"{label}: {status.message or status.phase}."
-        writes.append(RowWrite("Jobs", spec.airtable_record_id, {FIELD_STATUS: "failed", FIELD_NOTES: notes}))
+        jobs = {FIELD_STATUS: "failed", FIELD_NOTES: f"{label}: {status.message or status.phase}."}
+    writes.append(RowWrite("Jobs", spec.airtable_record_id, jobs))
     return writes
 
 
@@ -264,10 +256,6 @@ class _Pending:
         """After the check or a write: the next write's table, or the status."""
         return Stage(self.writes[0].table) if self.writes else Stage.STATUS
 
-    @property
-    def identity(self) -> Identity:
-        return identity(self.job)
-
 
 class WriteBack:
     def __init__(
@@ -279,11 +267,9 @@ class WriteBack:
         writer: StatusWriter,
         metrics: Metrics,
         tables: Tables,
-        retry_base: float = 2.0,
         retry_cap: float = 600.0,
         linger: float | Callable[[], float] = 0.0,
         rows: KnownRows,
-        rng: random.Random | None = None,
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -293,15 +279,15 @@ class WriteBack:
         self._writer = writer
         self._metrics = metrics
         self._tables = tables
-        self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._linger: Callable[[], float] = linger if callable(linger) else (lambda: float(linger))
         self._rows = rows
         self._arrivals: dict[Stage, deque[float]] = {s: deque(maxlen=256) for s in Stage}
-        self._rng = rng or random.Random()
+        self._rng = random.Random()
         self._now = now
         self._clock = clock
         self._pending: dict[Key, _Pending] = {}
+        metrics.writeback_backlog.set_function(lambda: len(self._pending))
         self._seen_processing: set[Key] = set()
         self._synced: dict[Key, Identity] = {}  # so that a late event cannot re-enqueue a transition
         self._wake: dict[Stage, asyncio.Event] = {s: asyncio.Event() for s in Stage}
@@ -312,14 +298,12 @@ class WriteBack:
         """Seen in Processing by this leader; a pending write of an earlier attempt is dropped."""
         self._seen_processing.add(key)
         self._pending.pop(key, None)
-        self._metrics.writeback_backlog.set(len(self._pending))
 
     def forget(self, key: Key) -> None:
         """The MediaJob is gone: drop everything remembered about it."""
         self._seen_processing.discard(key)
         self._synced.pop(key, None)
         self._pending.pop(key, None)
-        self._metrics.writeback_backlog.set(len(self._pending))
 
     @property
     def remembered(self) -> int:
@@ -330,14 +314,13 @@ class WriteBack:
         if not job.needs_sync or self._synced.get(job.key) == identity(job):
             return
         pending = self._pending.get(job.key)
-        if pending is not None and pending.identity == identity(job):
+        if pending is not None and identity(pending.job) == identity(job):
             pending.job = job
             return
         self._add(_Pending(job=job, writes=planned_writes(job), suspect=job.key not in self._seen_processing))
 
     def _add(self, item: _Pending) -> None:
         self._pending[item.job.key] = item
-        self._metrics.writeback_backlog.set(len(self._pending))
         item.since = self._clock()
         self._move(item, item.stage)
 
@@ -351,10 +334,8 @@ class WriteBack:
         self._wake[stage].set()
 
     def kick(self, job: MediaJob) -> None:
-        """A recheck asks for the write now, not after the current backoff.
-
-        A job whose target row was rejected gets its target write tried once more.
-        """
+        """A recheck asks for the write now, not after the current backoff; a job whose target row
+        was rejected gets its target write tried once more."""
         if (
             job.phase == "Completed"
             and job.status.sync_reason == Reason.TARGET_REJECTED
@@ -399,17 +380,11 @@ class WriteBack:
         wake = self._wake[stage]
         while True:
             now = self._clock()
-            ready: list[_Pending] = []
-            earliest: float | None = None
-            for item in self._pending.values():
-                if item.stage != stage:
-                    continue
-                if item.not_before <= now:
-                    ready.append(item)
-                    if len(ready) == limit:
-                        return ready
-                elif earliest is None or item.not_before < earliest:
-                    earliest = item.not_before
+            mine = [item for item in self._pending.values() if item.stage == stage]
+            ready = [item for item in mine if item.not_before <= now][:limit]
+            if len(ready) == limit:
+                return ready
+            earliest = min((item.not_before for item in mine if item.not_before > now), default=None)
             if ready:
                 at = send_at(
                     now=now,
@@ -518,13 +493,12 @@ class WriteBack:
                     self._advance(item)
                 else:
                     item.suspect = False
-            batch = [item for item in batch if item.stage == stage]
         if stage is Stage.JOBS:
             for item in batch:  # a change learned since the check (a payload, say) still counts
                 known = self._rows.as_of(item.writes[0].record_id)
                 if known is not None:
                     self._judge(item, known.as_row())
-            batch = [item for item in batch if item.stage is Stage.JOBS]
+        batch = [item for item in batch if item.stage is stage]
         if not batch:
             return
         try:
@@ -532,15 +506,13 @@ class WriteBack:
                 table, [(i.writes[0].record_id, self._fields(i)) for i in batch]
             )
         except AirtableRejected as exc:
-            if len(batch) == 1:
-                if stage is not Stage.JOBS:
-                    self._target_rejected(batch[0], exc)
-                else:
-                    self._failed(batch[0], exc)
-                return
-            # One bad record rejects the whole request: write one by one to isolate it.
-            for item in batch:
-                await self._write_batch(stage, [item])
+            if len(batch) > 1:  # one bad record rejects the whole request: write one by one to isolate it
+                for item in batch:
+                    await self._write_batch(stage, [item])
+            elif stage is Stage.JOBS:
+                self._failed(batch[0], exc)
+            else:
+                self._target_rejected(batch[0], exc)
             return
         except AirtableError as exc:
             for item in batch:
@@ -583,11 +555,10 @@ class WriteBack:
         item.attempts += 1
         kind = "rejected" if isinstance(error, AirtableRejected) else "unavailable"
         self._metrics.writeback_errors.labels(kind=kind).inc()
-        delay = backoff_delay(item.attempts - 1, base=self._retry_base, cap=self._retry_cap, rng=self._rng)
+        delay = backoff_delay(item.attempts - 1, base=RETRY_BASE, cap=self._retry_cap, rng=self._rng)
         item.not_before = self._clock() + delay
         self._wake[item.stage].set()  # its stage's loop must learn when the retry is due
-        jlog = logs.for_job(log, item.job)
-        jlog.warning(
+        logs.for_job(log, item.job).warning(
             "Airtable write-back failed (attempt %d), retry in %.0f s: %s", item.attempts, delay, error
         )
         if item.attempts >= PERSISTENT_FAILURES and not item.reported:
@@ -614,7 +585,7 @@ class WriteBack:
 
     async def _mark_synced(self, item: _Pending) -> None:
         job = self._store.get(item.job.key) or item.job
-        if identity(job) != item.identity:
+        if identity(job) != identity(item.job):
             self._done(item)  # the job moved on (a new attempt or transition): its own item follows
             return
         now = self._now()
@@ -629,15 +600,13 @@ class WriteBack:
             await self._writer.write(job, patch, guard=False, event=event)
         except NotFound:
             self._done(item)
-            return
         except KubeError as exc:
             self._failed(item, exc)
-            return
-        self._done(item)
-        logs.for_job(log, job).info("Airtable write-back done (%s)", item.outcome)
+        else:
+            self._done(item)
+            logs.for_job(log, job).info("Airtable write-back done (%s)", item.outcome)
 
     def _done(self, item: _Pending) -> None:
-        self._synced[item.job.key] = item.identity
+        self._synced[item.job.key] = identity(item.job)
         if self._pending.get(item.job.key) is item:
             del self._pending[item.job.key]
-        self._metrics.writeback_backlog.set(len(self._pending))
