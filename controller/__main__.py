@@ -21,11 +21,6 @@ SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger("controller")
 
 
-def load_settings() -> Settings:
-    in_cluster = SA_NAMESPACE.read_text().strip() if SA_NAMESPACE.exists() else None
-    return Settings.from_env(os.environ, in_cluster_namespace=in_cluster)
-
-
 def operator_identity(pod_name: str | None, hostname: str) -> str:
     """kopf's own fallback asks the passwd database for the user name, which an arbitrary UID
     (restricted Pod Security, OpenShift) does not have: name the replica after its pod instead."""
@@ -58,7 +53,8 @@ async def run(settings: Settings) -> int:
 
 def main() -> None:
     try:
-        settings = load_settings()
+        in_cluster = SA_NAMESPACE.read_text().strip() if SA_NAMESPACE.exists() else None
+        settings = Settings.from_env(os.environ, in_cluster_namespace=in_cluster)
     except SettingsError as exc:
         print(f"mediajob-controller: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -29,29 +29,25 @@ class AimdRate:
         if floor <= 0 or ceiling < floor:
             raise ValueError("need 0 < floor <= ceiling")
         self._floor = floor
-        self._ceiling = ceiling
+        self.ceiling = ceiling
         self._clock = clock
         self._base = ceiling  # the rate just after the last decrease
         self._since = clock()
 
-    @property
-    def ceiling(self) -> float:
-        return self._ceiling
-
     def set_ceiling(self, ceiling: float) -> None:
         """A larger load may raise the ceiling; the current rate still climbs to it, not jumps."""
         current = self.current()
-        self._ceiling = max(self._floor, ceiling)
-        self._base, self._since = min(current, self._ceiling), self._clock()
+        self.ceiling = max(self._floor, ceiling)
+        self._base, self._since = min(current, self.ceiling), self._clock()
 
     def current(self) -> float:
-        step = self._ceiling / RECOVERY_S
-        return min(self._ceiling, self._base + step * (self._clock() - self._since))
+        step = self.ceiling / RECOVERY_S
+        return min(self.ceiling, self._base + step * (self._clock() - self._since))
 
     def congested(self) -> bool:
         """A 503: halve the rate, unless this is the same congestion event. True if it shrank."""
         now = self._clock()
-        if now - self._since < COOLDOWN_S and self._base < self._ceiling:
+        if now - self._since < COOLDOWN_S and self._base < self.ceiling:
             return False
         self._base, self._since = max(self._floor, self.current() * DECREASE), now
         return True
@@ -140,8 +136,6 @@ class QuotaLinger:
         return self._level / self._capacity
 
     def linger(self) -> float:
-        if self._capacity <= 0:
-            return 0.0
         left = self.left()
         if left >= AT_ONCE_ABOVE:
             return 0.0

@@ -70,10 +70,12 @@ def record_ids(records: list[dict[str, Any]]) -> frozenset[str]:
 
 
 async def list_processing(airtable: AirtableClient, table: str) -> list[dict[str, Any]]:
+    return await _mirror_listing(airtable, table, str(PROCESSING))
+
+
+async def _mirror_listing(airtable: AirtableClient, table: str, formula: str) -> list[dict[str, Any]]:
     with calls_for(PURPOSE_MIRROR):
-        return await airtable.list_records(
-            table, formula=str(PROCESSING), fields=MIRROR_FIELDS, priority=READ
-        )
+        return await airtable.list_records(table, formula=formula, fields=MIRROR_FIELDS, priority=READ)
 
 
 def modified_since_formula(since: datetime) -> str:
@@ -96,14 +98,12 @@ class IncrementalPolling:
         full_every: float,
         overlap: timedelta = INCREMENTAL_OVERLAP,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._airtable = airtable
         self._table = table
         self._full_every = full_every
         self._overlap = overlap
         self._now = now
-        self._clock = clock
         self._since: datetime | None = None
         self._last_full: float | None = None
 
@@ -111,7 +111,7 @@ class IncrementalPolling:
         return (
             self._since is None
             or self._last_full is None
-            or self._clock() - self._last_full >= self._full_every
+            or time.monotonic() - self._last_full >= self._full_every
         )
 
     def force_full(self) -> None:
@@ -119,10 +119,10 @@ class IncrementalPolling:
 
     def resume(self, covered_until: datetime) -> None:
         """Another source (the push source's payloads) covered every change until then."""
-        self._since, self._last_full = covered_until - self._overlap, self._clock()
+        self._since, self._last_full = covered_until - self._overlap, time.monotonic()
 
     async def next_batch(self) -> ChangeBatch:
-        started, started_clock = self._now(), self._clock()
+        started, started_clock = self._now(), time.monotonic()
 
         async def commit_full() -> None:
             self._since, self._last_full = started - self._overlap, started_clock
@@ -133,10 +133,7 @@ class IncrementalPolling:
         if self.full_due():
             return ChangeBatch(await list_processing(self._airtable, self._table), True, commit=commit_full)
         assert self._since is not None
-        with calls_for(PURPOSE_MIRROR):
-            changed = await self._airtable.list_records(
-                self._table, formula=modified_since_formula(self._since), fields=MIRROR_FIELDS, priority=READ
-            )
+        changed = await _mirror_listing(self._airtable, self._table, modified_since_formula(self._since))
         return ChangeBatch(
             [r for r in changed if is_processing(r)],
             complete=False,

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -45,9 +44,6 @@ class LeaderElector:
         lease_duration: float,
         renew_deadline: float,
         retry_period: float,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = utcnow,
-        rng: random.Random | None = None,
     ) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("need retry_period < renew_deadline < lease_duration")
@@ -58,19 +54,15 @@ class LeaderElector:
         self._duration = lease_duration
         self._deadline = renew_deadline
         self._retry = retry_period
-        self._clock = clock
-        self._now = now
-        self._rng = rng or random.Random()
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
         self.is_leader = False
 
     async def acquire(self) -> None:
-        """Wait until this candidate holds the Lease."""
         announced: str | None = None
         while True:
-            if await self._try_acquire_or_renew(deadline=self._clock() + self._retry):
+            if await self._try_acquire_or_renew(deadline=time.monotonic() + self._retry):
                 log.info("acquired Lease %s/%s as %s", self.namespace, self.name, self.identity)
                 self.is_leader = True
                 return
@@ -78,37 +70,29 @@ class LeaderElector:
             if holder != announced:
                 log.info("Lease %s/%s is held by %s; waiting", self.namespace, self.name, holder)
                 announced = holder
-            await asyncio.sleep(self._retry * (1 + 0.2 * self._rng.random()))
+            await asyncio.sleep(self._retry * (1 + 0.2 * random.random()))
 
     async def hold(self) -> None:
         """Renew until renewing fails for `renew_deadline`; returning means leadership is lost."""
-        last_renew = self._clock()
+        last_renew = time.monotonic()
         while True:
             await asyncio.sleep(self._retry)
             while True:
-                remaining = last_renew + self._deadline - self._clock()
+                remaining = last_renew + self._deadline - time.monotonic()
                 if remaining <= 0:
-                    self.is_leader = False
-                    log.error(
-                        "could not renew Lease %s/%s within %.1f s: leadership lost",
-                        self.namespace,
-                        self.name,
-                        self._deadline,
-                    )
+                    self._lose("could not renew Lease %s/%s within %.1f s: leadership lost", self._deadline)
                     return
                 if await self._try_acquire_or_renew(deadline=last_renew + self._deadline):
-                    last_renew = self._clock()
+                    last_renew = time.monotonic()
                     break
                 if self._holder() not in (self.identity, ""):
-                    self.is_leader = False
-                    log.error(
-                        "Lease %s/%s was taken by %s: leadership lost",
-                        self.namespace,
-                        self.name,
-                        self._holder(),
-                    )
+                    self._lose("Lease %s/%s was taken by %s: leadership lost", self._holder())
                     return
                 await asyncio.sleep(min(self._retry / 4, max(remaining, 0.0)))
+
+    def _lose(self, message: str, *args: Any) -> None:
+        self.is_leader = False
+        log.error(message, self.namespace, self.name, *args)
 
     async def release(self) -> None:
         """Give the Lease up so that the next candidate need not wait for it to expire."""
@@ -119,7 +103,7 @@ class LeaderElector:
         spec = dict(lease.get("spec") or {})
         if spec.get("holderIdentity") != self.identity:
             return
-        now = micro_time(self._now())
+        now = micro_time(utcnow())
         spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
         lease["spec"] = spec
         try:
@@ -134,10 +118,10 @@ class LeaderElector:
 
     def _left(self, deadline: float) -> float:
         """Every API call of an attempt shares one deadline, so an attempt never outlives it."""
-        return max(deadline - self._clock(), 0.01)
+        return max(deadline - time.monotonic(), 0.01)
 
     async def _try_acquire_or_renew(self, *, deadline: float) -> bool:
-        now = micro_time(self._now())
+        now = micro_time(utcnow())
         try:
             lease = await self._kube.get_lease(self.namespace, self.name, timeout=self._left(deadline))
         except NotFound:
@@ -154,25 +138,22 @@ class LeaderElector:
                 },
             }
             try:
-                self._lease = await self._kube.create_lease(
-                    self.namespace, body, timeout=self._left(deadline)
-                )
+                created = await self._kube.create_lease(self.namespace, body, timeout=self._left(deadline))
             except KubeError as exc:
                 log.debug("creating the Lease failed: %s", exc)
                 return False
-            self._observe(self._lease)
+            self._observe(created)
             return True
         except KubeError as exc:
             log.warning("reading Lease %s/%s failed: %s", self.namespace, self.name, exc)
             return False
 
-        self._lease = lease
         self._observe(lease)
         spec = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity") or ""
         held_by_me = holder == self.identity
         duration = float(spec.get("leaseDurationSeconds") or self._duration)
-        if holder and not held_by_me and self._clock() < self._observed_at + duration:
+        if holder and not held_by_me and time.monotonic() < self._observed_at + duration:
             return False
         if held_by_me:
             spec["renewTime"] = now
@@ -186,7 +167,7 @@ class LeaderElector:
         spec["leaseDurationSeconds"] = round(self._duration)
         body = {**lease, "spec": spec}
         try:
-            self._lease = await self._kube.replace_lease(
+            replaced = await self._kube.replace_lease(
                 self.namespace, self.name, body, timeout=self._left(deadline)
             )
         except Conflict:
@@ -194,12 +175,13 @@ class LeaderElector:
         except KubeError as exc:
             log.warning("updating Lease %s/%s failed: %s", self.namespace, self.name, exc)
             return False
-        self._observe(self._lease)
+        self._observe(replaced)
         return True
 
     def _observe(self, lease: dict[str, Any]) -> None:
+        self._lease = lease
         spec = lease.get("spec") or {}
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("acquireTime"))
         if record != self._observed:
             self._observed = record
-            self._observed_at = self._clock()
+            self._observed_at = time.monotonic()

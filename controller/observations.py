@@ -95,8 +95,8 @@ def parse_result_payload(payload: Any) -> NcaOutcome:
         raise PayloadError("payload 'code' must be an integer")
     if code != 200:
         message = payload.get("message")
-        text = message if isinstance(message, str) else repr(message)
-        return NcaFailed(code=code, message=_clip(text or f"NCA reported code {code}"))
+        text = (message if isinstance(message, str) else repr(message)) or f"NCA reported code {code}"
+        return NcaFailed(code=code, message=text if len(text) <= 500 else text[:497] + "...")
     response = payload.get("response")
     urls: list[str] = []
     if isinstance(response, str):
@@ -126,10 +126,6 @@ def parse_status_body(body: Any) -> NcaStatus:
         return parse_result_payload(inner.get("response"))
     except PayloadError as exc:
         return NcaUnknown(f"done, but {exc}")
-
-
-def _clip(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Spaces

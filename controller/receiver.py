@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,15 +19,14 @@ from controller.decide import Ignore, Wait, decide_webhook
 from controller.metrics import Metrics
 from controller.mirror import ensure_mediajob
 from controller.model import InvalidResource, MediaJob, utcnow
-from controller.naming import UnsafeIdError, check_external_job_id, check_record_id, resource_name
+from controller.naming import RECORD_ID, UnsafeIdError, check_external_job_id, resource_name
 from controller.observations import PayloadError, parse_result_payload
-from controller.rows import MIRROR_FIELDS, RowError, nesting_depth, parse_job_row
+from controller.rows import MAX_PAYLOAD_DEPTH, MIRROR_FIELDS, RowError, nesting_depth, parse_job_row
 from controller.store import JobStore
 from controller.transitions import Transitions
 from controller.vocabulary import LABEL_EXTERNAL_ID
 
 log = logging.getLogger(__name__)
-MAX_BODY_DEPTH = 32  # NCA's payload nests three levels
 AIRTABLE_BASE_RATE = 5.0  # requests per second per base: Airtable's documented limit
 
 
@@ -61,11 +59,10 @@ class WebhookReceiver:
         transitions: Transitions,
         metrics: Metrics,
         namespace: str | None,
-        airtable: AirtableClient | None = None,
+        airtable: AirtableClient,
+        home_namespace: str,
         jobs_table: str = "Jobs",
-        home_namespace: str | None = None,
         leader_rate: float = 4.5,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._kube = kube
@@ -74,8 +71,7 @@ class WebhookReceiver:
         self._namespace = namespace
         self._airtable = airtable
         self._jobs_table = jobs_table
-        self._home = home_namespace or namespace
-        self._clock = clock
+        self._home = home_namespace
         self._next_adoption = 0.0
         self._adoption_interval = adoption_interval(leader_rate)
 
@@ -118,13 +114,9 @@ class WebhookReceiver:
 
     async def _adopt(self, record_id: str, job_id: str) -> MediaJob | None:
         """An early webhook: create the job's MediaJob from its Jobs row, if that row is processing."""
-        if self._airtable is None or self._home is None:
+        if not RECORD_ID.fullmatch(record_id):
             return None
-        try:
-            check_record_id(record_id)
-        except UnsafeIdError:
-            return None
-        now = self._clock()
+        now = time.monotonic()
         interval = self._adoption_interval
         if interval is None or self._airtable.paused_for > 0 or now < self._next_adoption:
             # A follower's row reads are not paced together with the leader's: queued or in a
@@ -184,8 +176,8 @@ class WebhookReceiver:
 
 def parse_body(raw: bytes) -> Any:
     """JSON with its nesting bounded first, so that no body can overflow the parser's stack."""
-    if nesting_depth(raw.decode("utf-8", "replace")) > MAX_BODY_DEPTH:
-        raise PayloadError(f"body is nested deeper than {MAX_BODY_DEPTH} levels")
+    if nesting_depth(raw.decode("utf-8", "replace")) > MAX_PAYLOAD_DEPTH:
+        raise PayloadError(f"body is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     try:
         return json.loads(raw)
     except (RecursionError, MemoryError):  # not expected after the bound; still the body's fault

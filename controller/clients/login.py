@@ -52,20 +52,19 @@ class KubeLogin:
     def __call__(self) -> kopf.ConnectionInfo:
         env_config = self._env.get("KUBECONFIG") or None
         home_config = str(Path(self._env.get("HOME", "~")).expanduser() / ".kube" / "config")
-        attempts: list[tuple[str, str | None]] = []
+        attempts: list[str | None]  # kubeconfig paths; None for the pod's service account
         if self._explicit:
-            attempts = [("kubeconfig", self._explicit)]
+            attempts = [self._explicit]
         elif self._in_cluster_first:
-            attempts = [("kubeconfig", env_config)] if env_config else []
-            attempts += [("in-cluster", None), ("kubeconfig", home_config)]
+            attempts = [env_config] if env_config else []
+            attempts += [None, home_config]
         else:
-            attempts = [("kubeconfig", env_config or home_config), ("in-cluster", None)]
+            attempts = [env_config or home_config, None]
         problems: list[str] = []
-        for kind, path in attempts:
-            if kind == "in-cluster":
+        for path in attempts:
+            if path is None:
                 info = self._in_cluster(problems)
             else:
-                assert path is not None
                 info = self._from_kubeconfig(path, problems, required=path in (self._explicit, env_config))
             if info is not None:
                 return info
