@@ -100,7 +100,6 @@ async def test_status_and_spec_are_separate(controlplane: ControlPlane, namespac
             "PATCH",
             f"/apis/media.phi.dev/v1alpha1/namespaces/{namespace}/mediajobs/recabcdefghijklmn-0002/status",
             json={"spec": {"operation": "hacked"}, "status": {"phase": "Failed"}},
-            content_type="application/merge-patch+json",
         )
         assert patched["spec"]["operation"] == "combine"
         assert patched["status"]["phase"] == "Failed"
