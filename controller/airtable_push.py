@@ -66,7 +66,7 @@ class Mode(enum.Enum):
 
     STARTING = "starting"
     PUSH = "push"  # pings wake the payload reads
-    BUSY = "busy"  # pings faster than one per interval: the mirror lists incrementally, as polling does
+    BUSY = "busy"  # new rows every interval: the mirror lists incrementally, as polling does
     PAYLOAD_POLLING = "payload-polling"  # no pings (or they stopped): payloads read every interval
     LISTING = "listing"  # no usable webhook: the incremental-polling fallback
 
@@ -76,20 +76,23 @@ class Mode(enum.Enum):
         return self in (Mode.PUSH, Mode.BUSY, Mode.PAYLOAD_POLLING)
 
 
-def pings_busy(pings: Sequence[float], now: float, interval: float) -> bool:
-    """Pings come at one per two intervals or faster: BUSY_PINGS in the last BUSY_WINDOW intervals. Pure.
+def busy_pace(calls: Sequence[float], now: float, interval: float) -> bool:
+    """Discovery by push costs more than one call per interval: BUSY_CALLS of them in the last
+    BUSY_WINDOW intervals. Pure.
 
-    A ping costs a payload read and a fetch, two calls, where polling costs one listing per
-    interval; at that pace push stops paying, so the source lists instead, and goes back to push
-    when they slow. The long window keeps a steady load (500 jobs a day is about one ping per
-    interval) in one mode instead of switching back and forth, which costs reads."""
-    return sum(1 for at in pings if now - at < BUSY_WINDOW * interval) >= BUSY_PINGS
+    The calls counted are the ones push spends on discovery alone: payload reads that the
+    write-back did not ask for (a read it asks for vouches for its rows, which polling pays a
+    read for) and fetches; while busy, the ones push would spend (a ping per read spacing, a
+    listing that found rows). Polling costs one listing per interval, so above that the source
+    lists instead, and goes back to push below it. The long window keeps a steady load in one
+    mode instead of switching back and forth, which costs reads."""
+    return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= BUSY_CALLS
 
 
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
-BUSY_WINDOW, BUSY_PINGS = 10, 5  # (intervals, pings): see pings_busy
+BUSY_WINDOW, BUSY_CALLS = 10, 10  # (intervals, discovery calls): see busy_pace
 _KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL = "webhookId", "macSecretBase64", "cursor", "notificationUrl"
 
 
@@ -443,7 +446,7 @@ class PushSource:
         self._last_check = -math.inf
         self._last_read = -math.inf
         self._pinged = False  # a ping arrived since the last upkeep
-        self._pings: deque[float] = deque(maxlen=BUSY_PINGS)
+        self._discovery: deque[float] = deque(maxlen=BUSY_CALLS)  # when push spent (or would) a call
         self._vouch_wanted = False  # the write-back waits for a payload read
         self._unfetched: set[str] = set()  # rows busy payload reads saw, for the mirror to read
         self._last_listing = -math.inf
@@ -487,7 +490,8 @@ class PushSource:
 
     def wake(self) -> None:
         self._pinged = True
-        self._pings.append(self._clock())
+        if self.mode is Mode.BUSY and self._clock() - max(self._discovery, default=-math.inf) >= self.spacing:
+            self._discovery.append(self._clock())  # push would read payloads for this ping
         if self.mode is Mode.PAYLOAD_POLLING:
             log.info("Airtable pings arrive again: back to push")
             self.mode = Mode.PUSH
@@ -497,9 +501,9 @@ class PushSource:
     def _busy_now(self) -> Mode:
         """PUSH and BUSY follow the pings' pace; the other modes are left as they are."""
         if self.mode in (Mode.PUSH, Mode.BUSY):
-            busy = pings_busy(self._pings, self._clock(), self._interval)
+            busy = busy_pace(self._discovery, self._clock(), self._interval)
             if busy and self.mode is Mode.PUSH:
-                log.info("Airtable pings come faster than one per interval: one incremental listing each")
+                log.info("new Airtable rows come every interval: one incremental listing per interval")
                 self._fallback.resume(self._last_read_at)
             elif not busy and self.mode is Mode.BUSY:
                 log.info("Airtable pings slowed down: back to push")
@@ -601,6 +605,8 @@ class PushSource:
         covered = set(self._unfetched)
         batch = await self._fallback.next_batch()
         self.rows.learn_rest(batch.records)
+        if batch.records:
+            self._discovery.append(self._clock())  # push would have fetched them
 
         async def commit() -> None:
             await batch.commit()
@@ -633,6 +639,8 @@ class PushSource:
         assert state is not None
         assert state.cursor is not None
         self._last_read, self._last_read_at = self._clock(), self._now()
+        if fetch and not self._vouch_wanted:
+            self._discovery.append(self._last_read)  # a read for the mirror alone
         self._vouch_wanted = False
         cursor = state.cursor
         payloads: list[Any] = []
@@ -666,6 +674,8 @@ class PushSource:
 
             return ChangeBatch([], complete=False, commit=keep_for_listing)
         touched = changes.touched | self._unfetched
+        if changes.fetch:
+            self._discovery.append(self._clock())
         records, complete = await self._fetch(changes.fetch | self._unfetched)
         self.rows.learn_rest(records)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.airtable_push import Mode, mac_matches, pings_busy, read_changes, webhook_spec
+from controller.airtable_push import Mode, busy_pace, mac_matches, read_changes, webhook_spec
 from controller.metrics import Metrics, month_seconds, project_month
 from controller.settings import Settings, SettingsError
 from tests.samples import REQUIRED_ENV
@@ -161,18 +161,18 @@ def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) ->
 
 
 @pytest.mark.parametrize(
-    ("pings", "now", "busy"),
+    ("finds", "now", "busy"),
     [
         ([], 0.0, False),
-        ([0.0, 1.0, 2.0, 3.0], 4.0, False),  # four pings are not yet a pace
-        ([0.0, 1.0, 2.0, 3.0, 4.0], 5.0, True),  # five within ten intervals (interval 10)
-        ([0.0, 1.0, 2.0, 3.0, 4.0], 99.9, True),
-        ([0.0, 1.0, 2.0, 3.0, 4.0], 100.5, False),  # they slowed down: back to push
-        ([0.0, 21.0, 42.0, 63.0, 84.0], 85.0, True),  # one ping every two intervals
-        ([0.0, 25.0, 50.0, 75.0, 100.0], 100.0, False),  # one every 2.5 intervals: push pays
+        ([float(t) for t in range(9)], 9.0, False),  # nine calls are not yet a pace
+        ([float(t) for t in range(10)], 10.0, True),  # ten within ten intervals (interval 10)
+        ([float(t) for t in range(10)], 99.9, True),
+        ([float(t) for t in range(10)], 100.5, False),  # they slowed down: back to push
+        ([t * 9.5 for t in range(10)], 86.0, True),  # a call every interval or a bit more
+        ([t * 12.0 for t in range(10)], 108.0, False),  # one every 1.2 intervals: push pays
     ],
 )
-def test_pings_faster_than_one_an_interval_make_the_source_busy(
-    pings: list[float], now: float, busy: bool
+def test_new_rows_found_every_interval_make_the_source_busy(
+    finds: list[float], now: float, busy: bool
 ) -> None:
-    assert pings_busy(pings, now, interval=10.0) is busy
+    assert busy_pace(finds, now, interval=10.0) is busy
