@@ -77,15 +77,10 @@ class Mode(enum.Enum):
 
 
 def busy_pace(calls: Sequence[float], now: float, interval: float) -> bool:
-    """Discovery by push costs more than one call per interval: BUSY_CALLS of them in the last
-    BUSY_WINDOW intervals. Pure.
-
-    The calls counted are the ones push spends on discovery alone: payload reads that the
-    write-back did not ask for (a read it asks for vouches for its rows, which polling pays a
-    read for) and fetches; while busy, the ones push would spend (a ping per read spacing, a
-    listing that found rows). Polling costs one listing per interval, so above that the source
-    lists instead, and goes back to push below it. The long window keeps a steady load in one
-    mode instead of switching back and forth, which costs reads."""
+    """Push spends more on discovery alone than polling's one listing per interval: BUSY_CALLS
+    calls in the last BUSY_WINDOW intervals (payload reads the write-back did not ask for, fetches;
+    while busy, what push would spend). Pure. The long window keeps a steady load in one mode
+    (docs/architecture.md, "Busy")."""
     return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= BUSY_CALLS
 
 
@@ -499,7 +494,7 @@ class PushSource:
             self._wake.set()
 
     def _busy_now(self) -> Mode:
-        """PUSH and BUSY follow the pings' pace; the other modes are left as they are."""
+        """PUSH and BUSY follow what discovery costs (busy_pace); the other modes are left as they are."""
         if self.mode in (Mode.PUSH, Mode.BUSY):
             busy = busy_pace(self._discovery, self._clock(), self._interval)
             if busy and self.mode is Mode.PUSH:
