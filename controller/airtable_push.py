@@ -501,7 +501,7 @@ class PushSource:
                 log.info("new Airtable rows come every interval: one incremental listing per interval")
                 self._fallback.resume(self._last_read_at)
             elif not busy and self.mode is Mode.BUSY:
-                log.info("Airtable pings slowed down: back to push")
+                log.info("Airtable discovery costs less than a listing an interval again: back to push")
                 self._wake.set()  # read what the last pings announced, and fetch what was left
             self.mode = Mode.BUSY if busy else Mode.PUSH
         return self.mode
