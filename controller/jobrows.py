@@ -70,12 +70,13 @@ def merge_payload_cells(
     absent field did not change, so it keeps its prior value, and with no prior value it is
     unknown. A cleared cell comes as null."""
     values: list[str | None] = []
+    before = dataclasses.astuple(prior) if prior is not None else None
     for i, name in enumerate(KNOWN_FIELDS):
         fid = field_ids.get(name)
         if fid is not None and fid in cells:
             values.append(_text(cells[fid]))
-        elif prior is not None:
-            values.append(dataclasses.astuple(prior)[i])
+        elif before is not None:
+            values.append(before[i])
         else:
             return None
     return RowFacts(*values)
