@@ -100,8 +100,17 @@ def home_namespace(settings: Settings, kube: KubeClient) -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, stop: asyncio.Event, login: Login = default_login) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stop: asyncio.Event,
+        login: Login = default_login,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`rng` places the checks (first check, jitter, retry backoff): one that must know when, fixes it."""
         self.settings = settings
+        self._rng = rng or random.Random()
         self.stop_flag = stop
         self.exit_code = 0
         self.startup_failure: str | None = None  # why start-up failed for good, for the exit line
@@ -270,7 +279,7 @@ class Runtime:
             polling=s.polling_enabled,
             budget=self.clients.spaces_budget,
             listing_per_job_hour=LISTINGS_PER_JOB_HOUR if s.nca_listing_enabled else None,
-            rng=random.Random(),
+            rng=self._rng,
         )
         self.mirror = mirror = Mirror(
             airtable=self.clients.airtable,

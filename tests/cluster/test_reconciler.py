@@ -18,7 +18,7 @@ from controller.vocabulary import ANNOTATION_RECHECK
 from controller.writeback import note_line
 from sandbox.controlplane import ControlPlane
 from sandbox.world import World
-from tests.harness import mediajob, phase_of, running, settings_for, until, wait_phase, wait_synced
+from tests.harness import Halfway, mediajob, phase_of, running, settings_for, until, wait_phase, wait_synced
 
 
 def condition(obj: dict, kind: str) -> dict:  # type: ignore[type-arg]
@@ -256,7 +256,7 @@ async def test_recheck_annotation_runs_a_check_at_once(
     job = world.add_job("combine", drop_webhook=True)
     world.nca_sim.set_status(job.job_id, "running")
     slow = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="60", POLLING_MIN_INTERVAL_SECONDS="3600")
-    async with running(slow) as runtime:
+    async with running(slow, rng=Halfway()) as runtime:  # its first regular check: 30 minutes away
         await until(lambda: runtime.store.get((namespace, resource_name(job.record_id))) is not None)
         world.spaces.put_object(f"{job.job_id}_output_0.mp4")
         await asyncio.sleep(1)

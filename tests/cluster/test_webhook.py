@@ -14,7 +14,7 @@ from controller.runtime import Runtime
 from controller.vocabulary import ANNOTATION_RECHECK
 from sandbox.controlplane import ControlPlane
 from sandbox.world import AIRTABLE_KEY, NCA_KEY, SeededJob, World
-from tests.harness import WEBHOOK_TOKEN, mediajob, running, settings_for, until, wait_synced
+from tests.harness import WEBHOOK_TOKEN, Halfway, mediajob, running, settings_for, until, wait_synced
 from tests.processes import ControllerProcess, controllers
 from tests.samples import nca_webhook_body
 
@@ -37,7 +37,7 @@ async def known(runtime: Runtime, namespace: str, job: SeededJob) -> bool:
 
 async def test_the_webhook_beats_the_next_poll(world: World, namespace: str, kube: KubeClient) -> None:
     job = world.add_job("combine", queued_s=2, running_s=1, drop_webhook=False)
-    async with running(settings_for(world, namespace, **SLOW)) as runtime:
+    async with running(settings_for(world, namespace, **SLOW), rng=Halfway()) as runtime:
         world.nca_sim.jobs[job.job_id].webhook_url = hook_url(runtime)
         started = time.monotonic()
         obj = await wait_synced(kube, namespace, job, timeout=20)
@@ -110,7 +110,7 @@ async def test_bad_requests_change_nothing(
     world: World, namespace: str, kube: KubeClient, case: str, status: int
 ) -> None:
     job = world.add_job("concatenate", register_in_nca=False, job_id="waiting-job-1")
-    async with running(settings_for(world, namespace, **SLOW)) as runtime:
+    async with running(settings_for(world, namespace, **SLOW), rng=Halfway()) as runtime:  # no check
         await until(lambda: known(runtime, namespace, job))
         before = await mediajob(kube, namespace, job)
         base = f"http://127.0.0.1:{runtime.http.port}/webhooks/nca"
