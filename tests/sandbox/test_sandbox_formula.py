@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from controller.clients.airtable import any_record
 from sandbox import Formula, FormulaError
 from sandbox.formula import RecordView
 
@@ -95,3 +98,38 @@ def test_runtime_error_excludes_record() -> None:
     assert not formula.matches(record(At="not a date"), NOW)
     with pytest.raises(ValueError, match="#ERROR!"):
         formula.evaluate(record(At="not a date"), NOW)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_read_by_ids_is_a_set_lookup_with_the_same_answer(seed: int) -> None:
+    rng = random.Random(seed)
+    ids = ["rec" + "".join(rng.choices(string.ascii_letters + string.digits, k=14)) for _ in range(200)]
+    asked = [*rng.sample(ids, 50), ids[0].upper(), "recNOSUCHROWaaaaaa"]  # case matters, as in Airtable
+    fast = Formula(str(any_record(asked)))  # what the controller sends (pyairtable's spelling)
+    assert fast.record_ids == frozenset(asked)
+    # The same question that the parser cannot recognise, so it is evaluated term by term.
+    slow = Formula("OR(" + ", ".join(f"RECORD_ID()&''='{i}'" for i in asked) + ")")
+    assert slow.record_ids is None
+    rows = [RecordView(i, {"Status": rng.choice(["processing", "completed"])}, NOW, NOW) for i in ids]
+    assert [r for r in rows if fast.matches(r, NOW)] == [r for r in rows if slow.matches(r, NOW)]
+    assert sum(1 for r in rows if fast.matches(r, NOW)) == 50
+    # Inside an AND (the push source's fetch), with the same answer as term by term.
+    within = Formula(f"AND({{Status}}='processing', {fast.text})")
+    reference = Formula(f"AND({{Status}}='processing', {slow.text})")
+    assert [r for r in rows if within.matches(r, NOW)] == [r for r in rows if reference.matches(r, NOW)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "OR(RECORD_ID()='recA', {Status}='x')",
+        "AND(RECORD_ID()='recA')",
+        "OR(RECORD_ID()='recA')&'x'",
+        "NOT(OR(RECORD_ID()='recA'))",
+        "RECORD_ID()='recA'",
+        "OR(RECORD_ID()!='recA')",
+        "OR('recA'=RECORD_ID())",
+    ],
+)
+def test_other_formulas_are_evaluated_term_by_term(text: str) -> None:
+    assert Formula(text).record_ids is None
