@@ -76,18 +76,21 @@ class Mode(enum.Enum):
         return self in (Mode.PUSH, Mode.BUSY, Mode.PAYLOAD_POLLING)
 
 
-def busy_pace(calls: Sequence[float], now: float, interval: float) -> bool:
+def busy_pace(calls: Sequence[float], now: float, interval: float, *, busy: bool = False) -> bool:
     """Push spends more on discovery alone than polling's one listing per interval: BUSY_CALLS
     calls in the last BUSY_WINDOW intervals (payload reads the write-back did not ask for, fetches;
     while busy, what push would spend). Pure. The long window keeps a steady load in one mode
-    (docs/architecture.md, "Busy")."""
-    return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= BUSY_CALLS
+    (docs/architecture.md, "Busy"). Leaving costs LEAVE_CALLS at once (the read of what the last
+    pings announced, the fetch of what busy reads left): a busy source leaves only when push stays
+    under the pace with them, else it would come straight back, paying them each time."""
+    threshold = BUSY_CALLS - LEAVE_CALLS if busy else BUSY_CALLS
+    return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= threshold
 
 
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
-BUSY_WINDOW, BUSY_CALLS = 10, 10  # (intervals, discovery calls): see busy_pace
+BUSY_WINDOW, BUSY_CALLS, LEAVE_CALLS = 10, 10, 2  # (intervals, discovery calls, calls): see busy_pace
 _KEY_ID, _KEY_SECRET, _KEY_CURSOR, _KEY_URL = "webhookId", "macSecretBase64", "cursor", "notificationUrl"
 
 
@@ -496,7 +499,7 @@ class PushSource:
     def _busy_now(self) -> Mode:
         """PUSH and BUSY follow what discovery costs (busy_pace); the other modes are left as they are."""
         if self.mode in (Mode.PUSH, Mode.BUSY):
-            busy = busy_pace(self._discovery, self._clock(), self._interval)
+            busy = busy_pace(self._discovery, self._clock(), self._interval, busy=self.mode is Mode.BUSY)
             if busy and self.mode is Mode.PUSH:
                 log.info("new Airtable rows come every interval: one incremental listing per interval")
                 self._fallback.resume(self._last_read_at)
@@ -506,6 +509,14 @@ class PushSource:
             self.mode = Mode.BUSY if busy else Mode.PUSH
         return self.mode
 
+    def _check_period(self) -> float:
+        """While busy the listing finds the rows and pings are not needed: the webhook is looked
+        at only with each full resync (refreshed in time, recreated if gone). Leaving busy, the
+        hourly check is overdue and runs first, so pings that stopped meanwhile are noticed."""
+        if self.mode is Mode.BUSY:
+            return max(self._check_every, self._full_every)
+        return self._check_every
+
     async def wait(self, interval: float) -> None:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
         degraded mode; a ping recorded by another replica is looked for every few seconds."""
@@ -514,7 +525,7 @@ class PushSource:
         while True:
             now = self._clock()
             mode = self._busy_now()
-            due = self._last_check + self._check_every
+            due = self._last_check + self._check_period()
             if mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
                 due = min(due, self._last_full + self._full_every)
             if mode is Mode.BUSY:
@@ -577,7 +588,7 @@ class PushSource:
             await self._ensure()  # without a webhook, tried again once per check period
         if self.mode is Mode.LISTING:
             return await self._fallback.next_batch()
-        if self._clock() - self._last_check >= self._check_every:
+        if self._clock() - self._last_check >= self._check_period():
             await self._upkeep()
         if self.mode_now() is Mode.LISTING:  # the upkeep may have given up on the webhook
             return await self._fallback.next_batch()
@@ -596,9 +607,11 @@ class PushSource:
             if not self._vouch_wanted:
                 return ChangeBatch([], complete=False)  # (an upkeep was due)
             return await self._payload_batch(fetch=False)
-        self._last_listing = self._clock()
         covered = set(self._unfetched)
-        batch = await self._fallback.next_batch()
+        try:
+            batch = await self._fallback.next_batch()
+        finally:  # the next one an interval after this one ends, as polling lists
+            self._last_listing = self._clock()
         self.rows.learn_rest(batch.records)
         if batch.records:
             self._discovery.append(self._clock())  # push would have fetched them

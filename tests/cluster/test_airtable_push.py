@@ -500,6 +500,17 @@ async def test_with_new_rows_every_interval_it_lists_once_an_interval_and_goes_b
         # payloads only when the write-back waits on a row.
         assert rig.sim.count(path_contains="/payloads") - payloads == 0
         assert rig.sim.count("GET", "/Jobs") - gets <= 3
+
+        # An hour on, busy: the webhook is not looked at (the listing finds the rows) until the
+        # full resync; back in push, the overdue check comes first.
+        def checks() -> int:  # the upkeep's listing of the base's webhooks (not payload reads)
+            return sum(1 for r in rig.sim.requests if r.method == "GET" and r.path.endswith("/webhooks"))
+
+        hooks = checks()
+        source._last_check = time.monotonic() - 3601
+        await asyncio.sleep(INTERVAL + 1)
+        assert source.mode is Mode.BUSY
+        assert checks() == hooks
         tasks.pop().cancel()
         # The write-back waits on a row: a payload read vouches for it, and the rows it names are
         # left to the next listing, also when the source goes back to push before it.
@@ -511,6 +522,7 @@ async def test_with_new_rows_every_interval_it_lists_once_an_interval_and_goes_b
         await until(lambda: source.mode_now() is Mode.PUSH, timeout=INTERVAL)
         await until(lambda: set(ids) <= found, timeout=2 * INTERVAL)
         assert last in found
+        await until(lambda: checks() > hooks, timeout=INTERVAL)
     finally:
         for task in tasks:
             task.cancel()

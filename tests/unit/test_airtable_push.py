@@ -176,3 +176,19 @@ def test_new_rows_found_every_interval_make_the_source_busy(
     finds: list[float], now: float, busy: bool
 ) -> None:
     assert busy_pace(finds, now, interval=10.0) is busy
+
+
+@pytest.mark.parametrize(
+    ("calls", "busy"),
+    [
+        (10, True),
+        (9, True),  # under the pace, but leaving costs two calls at once: it would come back
+        (8, True),
+        (7, False),  # with the two it costs on leaving, push stays under the pace
+        (0, False),
+    ],
+)
+def test_a_busy_source_leaves_only_when_push_stays_under_the_pace(calls: int, busy: bool) -> None:
+    finds = [float(t) for t in range(calls)]
+    assert busy_pace(finds, 50.0, interval=10.0, busy=True) is busy
+    assert busy_pace(finds, 50.0, interval=10.0) is (calls >= 10)  # entering needs the full pace
