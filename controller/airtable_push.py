@@ -87,7 +87,17 @@ def busy_pace(calls: Sequence[float], now: float, interval: float, *, busy: bool
     return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= threshold
 
 
+def upkeep_period(mode: Mode, check_every: float, full_every: float) -> float:
+    """While busy the listing finds the rows and pings are not needed: the webhook is looked at
+    only with each full resync, at least daily (refreshed in time, recreated if gone). Leaving
+    busy, the hourly check is overdue and runs first: pings that stopped are noticed. Pure."""
+    if mode is Mode.BUSY:
+        return max(check_every, min(full_every, BUSY_CHECK_LONGEST))
+    return check_every
+
+
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
+BUSY_CHECK_LONGEST = 86400.0  # while busy, the webhook is still looked at daily: well inside REFRESH_BEFORE
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
 BUSY_WINDOW, BUSY_CALLS, LEAVE_CALLS = 10, 10, 2  # (intervals, discovery calls, calls): see busy_pace
@@ -510,12 +520,7 @@ class PushSource:
         return self.mode
 
     def _check_period(self) -> float:
-        """While busy the listing finds the rows and pings are not needed: the webhook is looked
-        at only with each full resync (refreshed in time, recreated if gone). Leaving busy, the
-        hourly check is overdue and runs first, so pings that stopped meanwhile are noticed."""
-        if self.mode is Mode.BUSY:
-            return max(self._check_every, self._full_every)
-        return self._check_every
+        return upkeep_period(self.mode, self._check_every, self._full_every)
 
     async def wait(self, interval: float) -> None:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
