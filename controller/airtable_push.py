@@ -488,6 +488,10 @@ class PushSource:
         return self.mode is not Mode.LISTING
 
     @property
+    def on_request(self) -> bool:
+        return self.mode is Mode.BUSY
+
+    @property
     def vouching(self) -> bool:
         """Payloads are read and carry every field the write-back needs (else its changes go unseen)."""
         return (

@@ -138,10 +138,11 @@ class NextRead:
     """The push source as the row knowledge sees it: a payload read is asked for, and the next one
     starts at once and lands `after` seconds on."""
 
-    def __init__(self, rows: KnownRows, after: float) -> None:
+    def __init__(self, rows: KnownRows, after: float, *, on_request: bool = False) -> None:
         self.rows = rows
         self.after = after
         self.active = self.vouching = True
+        self.on_request = on_request
         self.reads: list[float] = []
         rows.follow(self)
 
@@ -174,6 +175,26 @@ async def test_with_push_known_rows_are_decided_without_a_read() -> None:
     assert set(stages.values()) == {Stage.VIDEOS}
     assert wb._pending[late.key].entered > rows.fresh_at
     assert wb._pending[("media", "job-3")].outcome == "EndedInAirtable"
+
+
+@pytest.mark.parametrize(("on_request", "reads"), [(False, 5), (True, 2)])
+async def test_a_busy_source_is_asked_once_for_a_gathered_batch(on_request: bool, reads: int) -> None:
+    rows = KnownRows()
+    for i in range(5):
+        rows.learn(f"recJOB{i:011d}", RowFacts("processing", f"job-{i}", None))
+    stream = NextRead(rows, after=0.5, on_request=on_request)
+    wb = writeback(rows=rows)  # linger 5 s
+    checker = asyncio.create_task(wb._check_loop())
+    for i in range(5):  # a result a second
+        wb.enqueue(ended(i))
+        await asyncio.sleep(1)
+    await asyncio.sleep(6)
+    checker.cancel()
+    # A pinged source reads anyway, so each result waits for its next read at no cost; a busy
+    # one reads only when asked, so the batch is gathered as polling gathers its row reads: the
+    # first result at once (one arrival gives no rate), the four that followed in one read.
+    assert len(stream.reads) == reads
+    assert {item.stage for item in wb._pending.values()} == {Stage.VIDEOS}
 
 
 async def test_a_recheck_skips_the_linger_but_not_the_fresh_read() -> None:
