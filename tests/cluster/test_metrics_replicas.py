@@ -82,6 +82,9 @@ async def test_sums_over_a_leader_and_a_follower_count_each_job_once(
             return {resource_name(j.record_id) for j in everyone} <= names
 
         await until(all_mirrored, timeout=30)
+        # The leader may have mirrored everything before the follower has even started (its
+        # imports take seconds on a loaded machine): the webhook below needs it listening.
+        await until(lambda: follower.get("/readyz"), timeout=30)
         # One completion found by the leader's checks, one by a webhook sent to the follower. The
         # webhook's output is nowhere a check could find it (NCA still says running, nothing on
         # Spaces), so only the follower can complete that job.
