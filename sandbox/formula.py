@@ -454,22 +454,21 @@ class _Parser:
         return node
 
     def binary(
-        self, sub: Callable[[], _Node], ops: tuple[str, ...], apply: Callable[[str, Any, Any], Any]
+        self,
+        sub: Callable[[], _Node],
+        ops: tuple[str, ...],
+        apply: Callable[[str, Any, Any], Any],
+        bind: Callable[[Callable[[str, Any, Any], Any], str, _Node, _Node], _Node] | None = None,
     ) -> _Node:
         left = sub()
         while self.at_op(*ops):
             op = self.take().value
             right = sub()
-            left = _bind_binary(apply, op, left, right)
+            left = (bind or _bind_binary)(apply, op, left, right)
         return left
 
     def comparison(self) -> _Node:
-        node = self.binary(self.concat, ("=", "!=", "<", ">", "<=", ">="), _compare)
-        if isinstance(node, _Compared) and node.op == "=":
-            left, right = node.left, node.right
-            if isinstance(left, _RecordId) and isinstance(right, _Text):
-                return _RecordIdIs(right.text)
-        return node
+        return self.binary(self.concat, ("=", "!=", "<", ">", "<=", ">="), _compare, _bind_comparison)
 
     def concat(self) -> _Node:
         return self.binary(self.additive, ("&",), lambda op, a, b: _to_str(a) + _to_str(b))
@@ -533,25 +532,14 @@ class _Parser:
             raise FormulaError()
         if name.upper() == "RECORD_ID":
             return _RecordId()
-        if name.upper() == "OR" and all(isinstance(arg, _RecordIdIs) for arg in args):
+        ids = [arg.record_id for arg in args if isinstance(arg, _RecordIdIs)]
+        if name.upper() == "OR" and len(ids) == len(args):
             # The controller's read by ids, `OR(RECORD_ID()='rec…', …)`, as one set lookup:
             # evaluated term by term, 50 ids over 10,000 rows hold the simulator's event loop for
             # about a second, and the requests that arrive meanwhile are then counted against
             # the rate limit all at once (429s that real Airtable would not answer).
-            return _RecordIdIn(frozenset(arg.record_id for arg in args if isinstance(arg, _RecordIdIs)))
+            return _RecordIdIn(frozenset(ids))
         return lambda ctx: impl(ctx, [arg(ctx) for arg in args])
-
-
-@dataclass(frozen=True)
-class _Compared:
-    """A comparison node that still knows its parts, so the parser can spot `RECORD_ID()='…'`."""
-
-    op: str
-    left: _Node
-    right: _Node
-
-    def __call__(self, ctx: _Ctx) -> bool:
-        return _compare(self.op, self.left(ctx), self.right(ctx))
 
 
 @dataclass(frozen=True)
@@ -585,9 +573,14 @@ class _RecordIdIn:
 
 
 def _bind_binary(apply: Callable[[str, Any, Any], Any], op: str, left: _Node, right: _Node) -> _Node:
-    if apply is _compare:
-        return _Compared(op, left, right)
     return lambda ctx: apply(op, left(ctx), right(ctx))
+
+
+def _bind_comparison(apply: Callable[[str, Any, Any], Any], op: str, left: _Node, right: _Node) -> _Node:
+    """`RECORD_ID()='…'` as its own node, so that an OR of them can become a set lookup."""
+    if op == "=" and isinstance(left, _RecordId) and isinstance(right, _Text):
+        return _RecordIdIs(right.text)
+    return _bind_binary(apply, op, left, right)
 
 
 def _field_value(value: Any) -> Any:
