@@ -216,7 +216,6 @@ async def write_back(
         "Videos": Stage(MAX_RECORDS_PER_WRITE, linger),
     }
     jobs = Stage(MAX_RECORDS_PER_WRITE, linger)
-    gather = Stage(IDS_PER_READ, linger)  # a busy source reads only when asked: a batch first
     waiting: list[tuple[str, float]] = []  # (row, when it asked) for a vouching payload read
     payload = '{"output_url": "https://x/y.mp4"}'
     while True:
@@ -239,19 +238,18 @@ async def write_back(
             continue
         # In push mode the payload reads vouch for the rows (no read before the write) when the
         # linger allows waiting for the next one (they come every half interval under a stream);
-        # the write-back asks the real source for that read (a busy source reads payloads only
-        # then, so the batch is gathered first, as for a row read). A write-back that writes at
-        # once reads the rows instead, as the controller does.
-        vouched = push is not None and linger.linger() * 1.25 + 1 >= INTERVAL / 2
+        # the write-back asks the real source for that read. A busy source reads no payloads,
+        # and a write-back that writes at once reads the rows instead, as the controller does.
+        vouched = push is not None and push.vouching and linger.linger() * 1.25 + 1 >= INTERVAL / 2
         for rid in due:
-            if vouched and push is not None and push.on_request:
-                gather.add(rid, now)
-            elif vouched:
+            if vouched:
                 waiting.append((rid, time.monotonic()))
             else:
                 check.add(rid, now)
-        while batch := gather.take(now):
-            waiting += [(rid, time.monotonic()) for rid in batch]
+        if push is not None and not push.vouching:  # (it went busy meanwhile)
+            for rid, _ in waiting:
+                check.add(rid, now)
+            waiting = []
         if push is not None and waiting:
             fresh = [rid for rid, asked in waiting if asked <= push.rows.fresh_at]
             waiting = [(rid, asked) for rid, asked in waiting if asked > push.rows.fresh_at]

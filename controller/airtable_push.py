@@ -66,38 +66,28 @@ class Mode(enum.Enum):
 
     STARTING = "starting"
     PUSH = "push"  # pings wake the payload reads
-    BUSY = "busy"  # new rows every interval: the mirror lists incrementally, as polling does
+    BUSY = "busy"  # new rows every interval: listed incrementally, as polling does; payloads unread
     PAYLOAD_POLLING = "payload-polling"  # no pings (or they stopped): payloads read every interval
     LISTING = "listing"  # no usable webhook: the incremental-polling fallback
 
     @property
     def reads_payloads(self) -> bool:
         """The payload stream is read, so what it says vouches for the rows (controller.jobrows)."""
-        return self in (Mode.PUSH, Mode.BUSY, Mode.PAYLOAD_POLLING)
+        return self in (Mode.PUSH, Mode.PAYLOAD_POLLING)
 
 
 def busy_pace(calls: Sequence[float], now: float, interval: float, *, busy: bool = False) -> bool:
     """Push spends more on discovery alone than polling's one listing per interval: BUSY_CALLS
     calls in the last BUSY_WINDOW intervals (payload reads the write-back did not ask for, fetches;
     while busy, what push would spend). Pure. The long window keeps a steady load in one mode
-    (docs/architecture.md, "Busy"). Leaving costs LEAVE_CALLS at once (the read of what the last
-    pings announced, the fetch of what busy reads left): a busy source leaves only when push stays
-    under the pace with them, else it would come straight back, paying them each time."""
+    (docs/architecture.md, "Busy"). Leaving costs LEAVE_CALLS at once (the stream's cursor, one
+    more listing: PushSource._rejoin_batch): a busy source leaves only when push stays under the
+    pace with them, else it would come straight back, paying them each time."""
     threshold = BUSY_CALLS - LEAVE_CALLS if busy else BUSY_CALLS
     return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= threshold
 
 
-def upkeep_period(mode: Mode, check_every: float, full_every: float) -> float:
-    """While busy the listing finds the rows and pings are not needed: the webhook is looked at
-    only with each full resync, at least daily (refreshed in time, recreated if gone). Leaving
-    busy, the hourly check is overdue and runs first: pings that stopped are noticed. Pure."""
-    if mode is Mode.BUSY:
-        return max(check_every, min(full_every, BUSY_CHECK_LONGEST))
-    return check_every
-
-
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
-BUSY_CHECK_LONGEST = 86400.0  # while busy, the webhook is still looked at daily: well inside REFRESH_BEFORE
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
 BUSY_WINDOW, BUSY_CALLS, LEAVE_CALLS = 10, 10, 2  # (intervals, discovery calls, calls): see busy_pace
@@ -237,8 +227,10 @@ class SecretStateStore:
             }
             await self._kube.create_secret(self.namespace, body)
 
-    async def save_cursor(self, cursor: int) -> None:
-        await self._kube.patch_secret(self.namespace, self.name, {"stringData": {_KEY_CURSOR: str(cursor)}})
+    async def save_cursor(self, cursor: int | None) -> None:
+        """None: the stream is not followed now (busy); whoever leads next starts afresh."""
+        patch = {"stringData": {_KEY_CURSOR: str(cursor or "")}}
+        await self._kube.patch_secret(self.namespace, self.name, patch)
 
     async def mark_ping(self, at: datetime) -> None:
         patch = {"metadata": {"annotations": {ANNOTATION_AIRTABLE_PING: fmt_time(at)}}}
@@ -307,8 +299,13 @@ class Health:
     """One look at the webhook (`AirtableWebhook.check`)."""
 
     gone: bool = False  # expired or deleted: a new one must be made
-    waiting: bool = False  # payloads wait unread
+    waiting: bool = False  # payloads wait unread (while busy: came since the last look)
     failing: bool = False  # its pings fail, or were disabled (and are enabled again now)
+    cursor: int | None = None  # where its stream stands now
+
+
+def cursor_of(hook: dict[str, Any]) -> int:
+    return max(int(hook.get("cursorForNextPayload") or 1), 1)
 
 
 class AirtableWebhook:
@@ -331,6 +328,7 @@ class AirtableWebhook:
         self.state: WebhookState | None = None
         self.table_id: str | None = None
         self.field_ids: dict[str, str] = {}
+        self._seen: int | None = None  # the stream's cursor at the last check
 
     async def ensure(self) -> Found:
         """Adopt the webhook named in the Secret if it still fits, else create one."""
@@ -383,16 +381,18 @@ class AirtableWebhook:
         hook = (await self._listed()).get(state.webhook_id)
         if hook is None:
             return Health(gone=True)
-        waiting = int(hook.get("cursorForNextPayload") or 0) > (state.cursor or 0)
+        # Payloads wait unread; while busy (no cursor kept), payloads came since the last look.
+        cursor, seen, self._seen = cursor_of(hook), self._seen, cursor_of(hook)
+        waiting = cursor > state.cursor if state.cursor is not None else seen is not None and cursor > seen
         result = hook.get("lastNotificationResult")
         failing = isinstance(result, dict) and result.get("success") is False
         if not hook.get("areNotificationsEnabled", True):
             await self._airtable.enable_webhook_notifications(state.webhook_id)
             failing = True
         await self._keep_alive(hook)
-        return Health(waiting=waiting, failing=failing)
+        return Health(waiting=waiting, failing=failing, cursor=cursor)
 
-    async def save_cursor(self, state: WebhookState, cursor: int) -> None:
+    async def save_cursor(self, state: WebhookState, cursor: int | None) -> None:
         if cursor != state.cursor:
             await self.store.save_cursor(cursor)
             state.cursor = cursor
@@ -400,8 +400,7 @@ class AirtableWebhook:
     async def next_cursor(self) -> int:
         """Where the stream stands now: a full listing taken after it misses nothing."""
         assert self.state is not None
-        hook = (await self._listed()).get(self.state.webhook_id, {})
-        return max(int(hook.get("cursorForNextPayload") or 1), 1)
+        return cursor_of((await self._listed()).get(self.state.webhook_id, {}))
 
     async def _listed(self) -> dict[str, dict[str, Any]]:
         """The base's webhooks by id (one call)."""
@@ -454,9 +453,11 @@ class PushSource:
         self._last_check = -math.inf
         self._last_read = -math.inf
         self._pinged = False  # a ping arrived since the last upkeep
+        self._heard_at = -math.inf  # when the last ping came
+        self._listed_from = -math.inf  # when the last committed busy listing began (next: after a ping)
         self._discovery: deque[float] = deque(maxlen=BUSY_CALLS)  # when push spent (or would) a call
         self._vouch_wanted = False  # the write-back waits for a payload read
-        self._unfetched: set[str] = set()  # rows busy payload reads saw, for the mirror to read
+        self._listed_cursor: int | None = None  # where the last upkeep saw the stream, since leaving busy
         self._last_listing = -math.inf
         self._last_read_at = now()
         self._ping_seen: str | None = None
@@ -485,11 +486,7 @@ class PushSource:
 
     @property
     def active(self) -> bool:
-        return self.mode is not Mode.LISTING
-
-    @property
-    def on_request(self) -> bool:
-        return self.mode is Mode.BUSY
+        return self.mode in (Mode.STARTING, Mode.PUSH, Mode.PAYLOAD_POLLING)
 
     @property
     def vouching(self) -> bool:
@@ -501,14 +498,13 @@ class PushSource:
         )
 
     def wake(self) -> None:
-        self._pinged = True
+        self._pinged, self._heard_at = True, self._clock()
         if self.mode is Mode.BUSY and self._clock() - max(self._discovery, default=-math.inf) >= self.spacing:
             self._discovery.append(self._clock())  # push would read payloads for this ping
         if self.mode is Mode.PAYLOAD_POLLING:
             log.info("Airtable pings arrive again: back to push")
             self.mode = Mode.PUSH
-        if self._busy_now() is not Mode.BUSY:
-            self._wake.set()
+        self._wake.set()
 
     def _busy_now(self) -> Mode:
         """PUSH and BUSY follow what discovery costs (busy_pace); the other modes are left as they are."""
@@ -517,14 +513,14 @@ class PushSource:
             if busy and self.mode is Mode.PUSH:
                 log.info("new Airtable rows come every interval: one incremental listing per interval")
                 self._fallback.resume(self._last_read_at)
+                self._listed_from = -math.inf
+                self.rows.broken()  # no payload read will vouch now: the write-back reads rows
             elif not busy and self.mode is Mode.BUSY:
                 log.info("Airtable discovery costs less than a listing an interval again: back to push")
-                self._wake.set()  # read what the last pings announced, and fetch what was left
+                self._listed_cursor = None
+                self._wake.set()  # rejoin the stream
             self.mode = Mode.BUSY if busy else Mode.PUSH
         return self.mode
-
-    def _check_period(self) -> float:
-        return upkeep_period(self.mode, self._check_every, self._full_every)
 
     async def wait(self, interval: float) -> None:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
@@ -534,17 +530,15 @@ class PushSource:
         while True:
             now = self._clock()
             mode = self._busy_now()
-            due = self._last_check + self._check_period()
+            due = self._last_check + self._check_every
             if mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
                 due = min(due, self._last_full + self._full_every)
             if mode is Mode.BUSY:
-                due = min(due, self._last_listing + interval)
-                if self._vouch_wanted:
-                    due = min(due, self._last_read + self.spacing)
+                if self._heard_at >= self._listed_from:  # (nothing changed without a ping)
+                    due = min(due, self._last_listing + interval)
+                self._wake.clear()  # a ping only makes the next listing due
             elif mode is not Mode.PUSH or self._uncommitted:  # degraded, or the last cycle failed
                 due = min(due, entered + interval)
-            if mode is Mode.BUSY and not self._vouch_wanted:
-                self._wake.clear()  # pings wake nothing now: the listing is due once per interval
             if self._wake.is_set() and mode is not Mode.BUSY:
                 due = min(due, self._last_read + self.spacing)
             if due <= now:
@@ -597,7 +591,7 @@ class PushSource:
             await self._ensure()  # without a webhook, tried again once per check period
         if self.mode is Mode.LISTING:
             return await self._fallback.next_batch()
-        if self._clock() - self._last_check >= self._check_period():
+        if self._clock() - self._last_check >= self._check_every:
             await self._upkeep()
         if self.mode_now() is Mode.LISTING:  # the upkeep may have given up on the webhook
             return await self._fallback.next_batch()
@@ -605,18 +599,19 @@ class PushSource:
             return await self._full_batch()
         if self._busy_now() is Mode.BUSY:
             return await self._busy_batch()
+        if self.state is not None and self.state.cursor is None:
+            return await self._rejoin_batch()
         if self.mode is Mode.PUSH and not self._woken and not self._uncommitted_before:
             return ChangeBatch([], complete=False)  # only the upkeep was due: nothing to read
         return await self._payload_batch()
 
     async def _busy_batch(self) -> ChangeBatch:
-        """One incremental listing per interval; between them, payloads are read only to vouch
-        for rows the write-back waits on, and the rows they name are left to the next listing."""
-        if self._clock() - self._last_listing < self._interval:
-            if not self._vouch_wanted:
-                return ChangeBatch([], complete=False)  # (an upkeep was due)
-            return await self._payload_batch(fetch=False)
-        covered = set(self._unfetched)
+        """At most one incremental listing per interval, and only after a ping (without one
+        nothing changed); no payload read: one the write-back would wait on costs a call while
+        busy, as a read of its rows does, and vouches for less."""
+        started = self._clock()
+        if started - self._last_listing < self._interval or self._heard_at < self._listed_from:
+            return ChangeBatch([], complete=False)  # (an upkeep was due)
         try:
             batch = await self._fallback.next_batch()
         finally:  # the next one an interval after this one ends, as polling lists
@@ -624,22 +619,49 @@ class PushSource:
         self.rows.learn_rest(batch.records)
         if batch.records:
             self._discovery.append(self._clock())  # push would have fetched them
+        state = self.state
 
         async def commit() -> None:
             await batch.commit()
-            self._unfetched -= covered
+            self._listed_from = started
+            if state is not None:  # the payloads from here on are skipped: see _rejoin_batch
+                await self.webhook.save_cursor(state, None)
 
         return dataclasses.replace(batch, commit=commit)
+
+    async def _rejoin_batch(self) -> ChangeBatch:
+        """Back on the stream after busy, whose payloads are skipped, not read (a busy day's come
+        to hundreds of pages): the cursor as it stands now, then one more incremental listing,
+        which covers every change until then."""
+        state = self.state
+        assert state is not None
+        cursor = await self._cursor_now()
+        batch = await self._fallback.next_batch()
+        self.rows.learn_rest(batch.records)
+        self._last_read, self._last_read_at = self._clock(), self._now()
+
+        async def commit() -> None:
+            await batch.commit()
+            await self.webhook.save_cursor(state, cursor)
+
+        return dataclasses.replace(batch, commit=commit)
+
+    async def _cursor_now(self) -> int:
+        """Where the stream stands: the overdue upkeep that leaving busy ran has just seen it."""
+        self.rows.broken()
+        cursor, self._listed_cursor = self._listed_cursor, None
+        if cursor is None:
+            with calls_for(PURPOSE_UPKEEP):
+                cursor = await self.webhook.next_cursor()
+        return cursor
 
     async def _full_batch(self) -> ChangeBatch:
         """Every processing row; the cursor is taken first, so nothing after it is missed."""
         state = self.state
         assert state is not None
         cursor = state.cursor
-        if cursor is None:
-            self.rows.broken()
-            with calls_for(PURPOSE_UPKEEP):
-                cursor = await self.webhook.next_cursor()
+        if cursor is None and self.mode is not Mode.BUSY:
+            cursor = await self._cursor_now()
         records = await list_processing(self._airtable, self._table)
         self.rows.learn_rest(records)
         started = self._clock()
@@ -651,12 +673,12 @@ class PushSource:
 
         return ChangeBatch(records, complete=True, commit=commit)
 
-    async def _payload_batch(self, *, fetch: bool = True) -> ChangeBatch:
+    async def _payload_batch(self) -> ChangeBatch:
         state = self.state
         assert state is not None
         assert state.cursor is not None
         self._last_read, self._last_read_at = self._clock(), self._now()
-        if fetch and not self._vouch_wanted:
+        if not self._vouch_wanted:
             self._discovery.append(self._last_read)  # a read for the mirror alone
         self._vouch_wanted = False
         cursor = state.cursor
@@ -683,22 +705,14 @@ class PushSource:
         self.rows.learn_payloads(payloads, table_id, self.webhook.field_ids)
         self.rows.vouch(self._last_read)
         changes = read_changes(payloads, table_id, self.webhook.field_ids.get(FIELD_STATUS))
-        if not fetch:
-
-            async def keep_for_listing() -> None:
-                await self.webhook.save_cursor(state, cursor)
-                self._unfetched |= changes.fetch | changes.touched
-
-            return ChangeBatch([], complete=False, commit=keep_for_listing)
-        touched = changes.touched | self._unfetched
+        touched = changes.touched
         if changes.fetch:
             self._discovery.append(self._clock())
-        records, complete = await self._fetch(changes.fetch | self._unfetched)
+        records, complete = await self._fetch(changes.fetch)
         self.rows.learn_rest(records)
 
         async def commit() -> None:
             await self.webhook.save_cursor(state, cursor)
-            self._unfetched -= touched
             if complete:
                 self._last_full = self._last_read
 
@@ -758,7 +772,7 @@ class PushSource:
             self.rows.broken()
             self._need_full = True
         elif found.cursor_lost:
-            log.warning("the Airtable webhook cursor was lost: resyncing every processing row")
+            log.info("the Airtable webhook has no saved cursor (lost, or skipped while busy): listing all")
             self._need_full = True
         elif self._need_full:
             # a new leader resumes at the saved cursor: the payloads since cover everything
@@ -778,8 +792,10 @@ class PushSource:
             return
         if health.gone:
             await self._recreate()
-        elif (health.waiting and not pinged) or health.failing:
-            if self.mode is Mode.PUSH:
+            return
+        if (health.waiting and not pinged) or health.failing:
+            if self.mode in (Mode.PUSH, Mode.BUSY):
                 log.warning("Airtable pings are not reaching us: reading payloads every interval")
             self.mode = Mode.PAYLOAD_POLLING
             self._wake.set()
+        self._listed_cursor = health.cursor

@@ -120,10 +120,6 @@ class PayloadStream(Protocol):
     def vouching(self) -> bool:
         """Payloads are being read and carry every field the write-back needs."""
 
-    @property
-    def on_request(self) -> bool:
-        """Payloads are read only when asked (a busy source): each wait for one costs a call."""
-
     def request_read(self) -> None: ...
 
 
@@ -154,12 +150,6 @@ class KnownRows:
     @property
     def vouching(self) -> bool:
         return self._stream is not None and self._stream.vouching
-
-    @property
-    def read_on_request(self) -> bool:
-        """A vouching read is a call of its own now, as a read of the rows would be: worth one
-        per batch, gathered first, not one per result."""
-        return self._stream is not None and self._stream.on_request
 
     def as_of(self, record_id: str, since: float = -math.inf) -> RowFacts | None:
         """The row's facts if a payload read that started after `since` vouches for them, else

@@ -413,9 +413,8 @@ class WriteBack:
                 await self._check_batch(await self._take(Stage.CHECK, IDS_PER_READ, lingers=True))
                 continue
             # The push source reads payloads at its own spacing (half a polling interval under a
-            # stream of pings); waiting for its next read costs no call and gathers a batch. A
-            # busy source reads only when asked: the batch is gathered first, as for a row read.
-            batch = await self._take(Stage.CHECK, IDS_PER_READ, lingers=rows.read_on_request)
+            # stream of pings); waiting for its next read costs no call and gathers a batch.
+            batch = await self._take(Stage.CHECK, IDS_PER_READ, lingers=False)
             if not await rows.wait_fresh(max(i.entered for i in batch), self._linger() * 1.25 + 1.0):
                 await self._check_batch(batch)
                 continue

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from controller.airtable_push import Mode, PingReceiver, PushSource, SecretStateStore, webhook_spec
+from controller.airtable_push import (
+    BUSY_CALLS,
+    Mode,
+    PingReceiver,
+    PushSource,
+    SecretStateStore,
+    webhook_spec,
+)
 from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
@@ -349,6 +357,29 @@ async def test_pings_that_stop_arriving_switch_to_reading_payloads_every_interva
     assert [r["id"] for r in batch.records] == [later]
 
 
+async def test_pings_lost_while_busy_are_noticed_by_the_hourly_upkeep(rig: Rig) -> None:
+    source = await started(rig)
+    assert source.state is not None
+    source._discovery.extend([time.monotonic()] * BUSY_CALLS)  # new rows every interval
+    await batch_after_wait(source)  # the first busy listing
+    assert source.mode is Mode.BUSY
+    source._last_check = -1e9
+    await batch_after_wait(source)  # an upkeep (no ping, no listing): it sees the stream
+    assert source.mode is Mode.BUSY
+    rig.sim.webhooks.hooks[source.state.webhook_id].notification_url = None  # pings stop, silently
+    row = rig.add_row(1)
+    source._last_check = -1e9  # an hour on: payloads came, no ping did
+    batch = await batch_after_wait(source)
+    assert source.mode is Mode.PAYLOAD_POLLING
+    if not batch.records:  # (the upkeep's batch; the rejoin's listing follows)
+        batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert [r["id"] for r in batch.records] == [row]
+    assert source.state.cursor is not None  # back on the stream, read every interval
+    later = rig.add_row(2)
+    batch = await batch_after_wait(source, timeout=INTERVAL + 2)
+    assert [r["id"] for r in batch.records] == [later]
+
+
 async def test_a_failed_payload_read_is_retried_within_an_interval(rig: Rig) -> None:
     source = await started(rig)
     rig.sim.faults.fail_next(6, status=503, path_contains="/payloads")
@@ -479,8 +510,8 @@ async def test_with_new_rows_every_interval_it_lists_once_an_interval_and_goes_b
     ids: list[str] = []
 
     async def mirror() -> None:
-        while True:
-            batch = await batch_after_wait(source, timeout=3 * INTERVAL)
+        while True:  # (busy and without pings, the wait lasts until the next upkeep)
+            batch = await batch_after_wait(source, timeout=math.inf)
             found.update(r["id"] for r in batch.records)
 
     async def app() -> None:
@@ -497,32 +528,43 @@ async def test_with_new_rows_every_interval_it_lists_once_an_interval_and_goes_b
         await asyncio.sleep(2 * INTERVAL)
         assert source.mode is Mode.BUSY
         # Busy, the mirror lists once an interval (push: 4 reads and 4 fetches here), and reads
-        # payloads only when the write-back waits on a row.
+        # no payloads: their cursor is dropped, in the Secret too (a new leader lists afresh).
         assert rig.sim.count(path_contains="/payloads") - payloads == 0
         assert rig.sim.count("GET", "/Jobs") - gets <= 3
+        state = source.state
+        assert state is not None
+        assert state.cursor is None
+        stored = await source.webhook.store.load()
+        assert stored is not None
+        assert stored.cursor is None
+        # The write-back does not wait on a busy source's read: it reads the rows.
+        assert not await source.rows.wait_fresh(time.monotonic(), timeout=INTERVAL)
 
-        # An hour on, busy: the webhook is not looked at (the listing finds the rows) until the
-        # full resync; back in push, the overdue check comes first.
+        # Busy, a listing follows a ping: no ping, no change, no listing.
+        tasks.pop().cancel()
+        await asyncio.sleep(INTERVAL + 1)  # (the listing after the last rows' pings)
+        gets = rig.sim.count("GET", "/Jobs")
+        await asyncio.sleep(2 * INTERVAL)
+        assert source.mode is Mode.BUSY
+        assert rig.sim.count("GET", "/Jobs") == gets
+        ids.append(last := rig.add_row(len(ids)))  # a ping: listed within an interval
+        await until(lambda: last in found, timeout=INTERVAL + 2)
+        assert source.mode is Mode.BUSY
+
         def checks() -> int:  # the upkeep's listing of the base's webhooks (not payload reads)
             return sum(1 for r in rig.sim.requests if r.method == "GET" and r.path.endswith("/webhooks"))
 
         hooks = checks()
-        source._last_check = time.monotonic() - 3601
-        await asyncio.sleep(INTERVAL + 1)
-        assert source.mode is Mode.BUSY
-        assert checks() == hooks
-        tasks.pop().cancel()
-        # The write-back waits on a row: a payload read vouches for it, and the rows it names are
-        # left to the next listing, also when the source goes back to push before it.
-        ids.append(last := rig.add_row(len(ids)))
-        asked = time.monotonic()
-        assert await source.rows.wait_fresh(asked, timeout=INTERVAL)
-        assert source.rows.fresh_at >= asked
+        payloads = rig.sim.count(path_contains="/payloads")
+        source._last_check = time.monotonic() - 3601  # an hour on: the upkeep is due
         source._discovery.clear()  # ten intervals later: no new rows since
         await until(lambda: source.mode_now() is Mode.PUSH, timeout=INTERVAL)
-        await until(lambda: set(ids) <= found, timeout=2 * INTERVAL)
-        assert last in found
-        await until(lambda: checks() > hooks, timeout=INTERVAL)
+        # Back on the stream at its cursor as the due upkeep saw it (one listing of the base's
+        # webhooks, no second one): the busy spell's payloads are skipped, not read.
+        await until(lambda: state.cursor is not None, timeout=INTERVAL)
+        assert checks() == hooks + 1
+        assert rig.sim.count(path_contains="/payloads") == payloads
+        assert source.rows.vouching
     finally:
         for task in tasks:
             task.cancel()

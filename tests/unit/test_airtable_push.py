@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.airtable_push import Mode, busy_pace, mac_matches, read_changes, upkeep_period, webhook_spec
+from controller.airtable_push import Mode, busy_pace, mac_matches, read_changes, webhook_spec
 from controller.metrics import Metrics, month_seconds, project_month
 from controller.settings import Settings, SettingsError
 from tests.samples import REQUIRED_ENV
@@ -154,7 +154,13 @@ def test_push_settings() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "reads"),
-    [(Mode.STARTING, False), (Mode.PUSH, True), (Mode.PAYLOAD_POLLING, True), (Mode.LISTING, False)],
+    [
+        (Mode.STARTING, False),
+        (Mode.PUSH, True),
+        (Mode.BUSY, False),  # its payloads are skipped
+        (Mode.PAYLOAD_POLLING, True),
+        (Mode.LISTING, False),
+    ],
 )
 def test_only_a_read_payload_stream_vouches_for_rows(mode: Mode, reads: bool) -> None:
     assert mode.reads_payloads is reads
@@ -192,17 +198,3 @@ def test_a_busy_source_leaves_only_when_push_stays_under_the_pace(calls: int, bu
     finds = [float(t) for t in range(calls)]
     assert busy_pace(finds, 50.0, interval=10.0, busy=True) is busy
     assert busy_pace(finds, 50.0, interval=10.0) is (calls >= 10)  # entering needs the full pace
-
-
-@pytest.mark.parametrize(
-    ("mode", "full_every", "period"),
-    [
-        (Mode.PUSH, 6 * 3600.0, 3600.0),  # pings matter: hourly
-        (Mode.PAYLOAD_POLLING, 6 * 3600.0, 3600.0),
-        (Mode.BUSY, 6 * 3600.0, 6 * 3600.0),  # the listing finds the rows: with the full resync
-        (Mode.BUSY, 7 * 86400.0, 86400.0),  # but at least daily, or the webhook could expire
-        (Mode.BUSY, 60.0, 3600.0),  # never more often than when not busy
-    ],
-)
-def test_a_busy_source_looks_at_its_webhook_less_often(mode: Mode, full_every: float, period: float) -> None:
-    assert upkeep_period(mode, 3600.0, full_every) == period

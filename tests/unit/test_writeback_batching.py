@@ -138,11 +138,10 @@ class NextRead:
     """The push source as the row knowledge sees it: a payload read is asked for, and the next one
     starts at once and lands `after` seconds on."""
 
-    def __init__(self, rows: KnownRows, after: float, *, on_request: bool = False) -> None:
+    def __init__(self, rows: KnownRows, after: float) -> None:
         self.rows = rows
         self.after = after
         self.active = self.vouching = True
-        self.on_request = on_request
         self.reads: list[float] = []
         rows.follow(self)
 
@@ -177,24 +176,55 @@ async def test_with_push_known_rows_are_decided_without_a_read() -> None:
     assert wb._pending[("media", "job-3")].outcome == "EndedInAirtable"
 
 
-@pytest.mark.parametrize(("on_request", "reads"), [(False, 5), (True, 2)])
-async def test_a_busy_source_is_asked_once_for_a_gathered_batch(on_request: bool, reads: int) -> None:
+class RowReads:
+    def __init__(self) -> None:
+        self.reads: list[list[str]] = []
+
+    async def get_records(self, table: str, ids: list[str], **_: Any) -> dict[str, Any]:
+        self.reads.append(ids)
+        return {rid: {"Status": "processing", "External Job ID": f"job-{int(rid[6:])}"} for rid in ids}
+
+
+@pytest.mark.parametrize(("busy", "payload_reads", "row_reads"), [(False, 5, 0), (True, 0, 2)])
+async def test_a_busy_source_is_not_waited_on(busy: bool, payload_reads: int, row_reads: int) -> None:
     rows = KnownRows()
     for i in range(5):
         rows.learn(f"recJOB{i:011d}", RowFacts("processing", f"job-{i}", None))
-    stream = NextRead(rows, after=0.5, on_request=on_request)
-    wb = writeback(rows=rows)  # linger 5 s
+    stream = NextRead(rows, after=0.5)
+    stream.active = stream.vouching = not busy
+    airtable = RowReads()
+    wb = writeback(rows=rows, airtable=airtable)  # linger 5 s
     checker = asyncio.create_task(wb._check_loop())
     for i in range(5):  # a result a second
         wb.enqueue(ended(i))
         await asyncio.sleep(1)
     await asyncio.sleep(6)
     checker.cancel()
-    # A pinged source reads anyway, so each result waits for its next read at no cost; a busy
-    # one reads only when asked, so the batch is gathered as polling gathers its row reads: the
-    # first result at once (one arrival gives no rate), the four that followed in one read.
-    assert len(stream.reads) == reads
+    # A pinged source reads anyway, so each result waits for its next read at no cost. A busy
+    # one reads no payloads (one would cost a call, as a read of the rows does, and vouch for
+    # less), so the rows are read as polling reads them: the first result at once (one arrival
+    # gives no rate), the four that followed gathered in one read.
+    assert (len(stream.reads), len(airtable.reads)) == (payload_reads, row_reads)
     assert {item.stage for item in wb._pending.values()} == {Stage.VIDEOS}
+
+
+async def test_a_source_going_busy_ends_the_wait_for_its_read() -> None:
+    rows = KnownRows()
+    rows.learn("recJOB00000000000", RowFacts("processing", "job-0", None))
+    stream = NextRead(rows, after=30)  # its read would land after the 5 s linger's wait
+    airtable = RowReads()
+    wb = writeback(rows=rows, airtable=airtable)
+    wb.enqueue(ended(0))
+    checker = asyncio.create_task(wb._check_loop())
+    await asyncio.sleep(1)
+    assert airtable.reads == []
+    assert len(stream.reads) == 1
+    stream.active = stream.vouching = False  # as PushSource does on going busy
+    rows.broken()
+    await asyncio.sleep(0.1)
+    checker.cancel()
+    assert airtable.reads == [["recJOB00000000000"]]
+    assert wb._pending[("media", "job-0")].stage == Stage.VIDEOS
 
 
 async def test_a_recheck_skips_the_linger_but_not_the_fresh_read() -> None:
