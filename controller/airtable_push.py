@@ -87,7 +87,15 @@ def busy_pace(calls: Sequence[float], now: float, interval: float, *, busy: bool
     return sum(1 for at in calls if now - at < BUSY_WINDOW * interval) >= threshold
 
 
+def upkeep_period(pinged: bool, check_every: float) -> float:
+    """How long the upkeep waits after its last look. A ping since shows that the webhook lives
+    and that its pings reach us, which is what the look is for; then it looks only daily (for
+    the expiry, refreshed with REFRESH_BEFORE to spare, and what pings cannot show). Pure."""
+    return max(check_every, UPKEEP_LONGEST) if pinged else check_every
+
+
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
+UPKEEP_LONGEST = 86400.0  # with pings coming, the webhook is still looked at daily
 IDS_PER_FETCH = 50
 ROWS_PER_PAGE = 100
 BUSY_WINDOW, BUSY_CALLS, LEAVE_CALLS = 10, 10, 2  # (intervals, discovery calls, calls): see busy_pace
@@ -530,7 +538,7 @@ class PushSource:
         while True:
             now = self._clock()
             mode = self._busy_now()
-            due = self._last_check + self._check_every
+            due = self._last_check + upkeep_period(self._pinged, self._check_every)
             if mode is not Mode.LISTING:  # (listing: the fallback keeps its own full resync)
                 due = min(due, self._last_full + self._full_every)
             if mode is Mode.BUSY:
@@ -591,7 +599,7 @@ class PushSource:
             await self._ensure()  # without a webhook, tried again once per check period
         if self.mode is Mode.LISTING:
             return await self._fallback.next_batch()
-        if self._clock() - self._last_check >= self._check_every:
+        if self._clock() - self._last_check >= upkeep_period(self._pinged, self._check_every):
             await self._upkeep()
         if self.mode_now() is Mode.LISTING:  # the upkeep may have given up on the webhook
             return await self._fallback.next_batch()
@@ -662,14 +670,16 @@ class PushSource:
         cursor = state.cursor
         if cursor is None and self.mode is not Mode.BUSY:
             cursor = await self._cursor_now()
+        started, started_at = self._clock(), self._now()
         records = await list_processing(self._airtable, self._table)
         self.rows.learn_rest(records)
-        started = self._clock()
 
         async def commit() -> None:
             await self.webhook.save_cursor(state, cursor)
             self._need_full = False
             self._last_full = started
+            if self.mode is Mode.BUSY:  # the next busy listing goes on from here
+                self._fallback.resume(started_at)
 
         return ChangeBatch(records, complete=True, commit=commit)
 

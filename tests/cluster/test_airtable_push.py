@@ -357,6 +357,26 @@ async def test_pings_that_stop_arriving_switch_to_reading_payloads_every_interva
     assert [r["id"] for r in batch.records] == [later]
 
 
+async def test_a_ping_puts_off_the_hourly_look_at_the_webhook(rig: Rig) -> None:
+    source = await started(rig)
+
+    def looks() -> int:
+        return sum(1 for r in rig.sim.requests if r.method == "GET" and r.path.endswith("/webhooks"))
+
+    before = looks()
+    source._last_check, source._pinged = time.monotonic() - 3601, False  # an hour without a ping
+    await batch_after_wait(source, timeout=5)
+    assert looks() == before + 1  # looked at
+    first = rig.add_row(1)  # a ping: the webhook lives and its pings reach us
+    batch = await batch_after_wait(source, timeout=5)
+    assert [r["id"] for r in batch.records] == [first]
+    source._last_check = time.monotonic() - 3601  # an hour on, with that ping: not looked at
+    later = rig.add_row(2)
+    batch = await batch_after_wait(source, timeout=INTERVAL)  # (pings read half an interval apart)
+    assert [r["id"] for r in batch.records] == [later]
+    assert looks() == before + 1
+
+
 async def test_pings_lost_while_busy_are_noticed_by_the_hourly_upkeep(rig: Rig) -> None:
     source = await started(rig)
     assert source.state is not None
@@ -556,7 +576,7 @@ async def test_with_new_rows_every_interval_it_lists_once_an_interval_and_goes_b
 
         hooks = checks()
         payloads = rig.sim.count(path_contains="/payloads")
-        source._last_check = time.monotonic() - 3601  # an hour on: the upkeep is due
+        source._last_check = -1e9  # a day on: the upkeep is due, pings or not
         source._discovery.clear()  # ten intervals later: no new rows since
         await until(lambda: source.mode_now() is Mode.PUSH, timeout=INTERVAL)
         # Back on the stream at its cursor as the due upkeep saw it (one listing of the base's

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.airtable_push import Mode, busy_pace, mac_matches, read_changes, webhook_spec
+from controller.airtable_push import Mode, busy_pace, mac_matches, read_changes, upkeep_period, webhook_spec
 from controller.metrics import Metrics, month_seconds, project_month
 from controller.settings import Settings, SettingsError
 from tests.samples import REQUIRED_ENV
@@ -198,3 +198,15 @@ def test_a_busy_source_leaves_only_when_push_stays_under_the_pace(calls: int, bu
     finds = [float(t) for t in range(calls)]
     assert busy_pace(finds, 50.0, interval=10.0, busy=True) is busy
     assert busy_pace(finds, 50.0, interval=10.0) is (calls >= 10)  # entering needs the full pace
+
+
+@pytest.mark.parametrize(
+    ("pinged", "check_every", "period"),
+    [
+        (False, 3600.0, 3600.0),  # no ping: have pings stopped? look hourly
+        (True, 3600.0, 86400.0),  # pings show it lives: daily, for the expiry
+        (True, 2 * 86400.0, 2 * 86400.0),  # never more often than configured
+    ],
+)
+def test_pings_put_off_the_upkeep(pinged: bool, check_every: float, period: float) -> None:
+    assert upkeep_period(pinged, check_every) == period
