@@ -80,11 +80,14 @@ node: controlplane ## Build (or reuse) kubelet, kube-controller-manager, kube-sc
 e2e: install controlplane node promtool helm ## Only the real single-node cluster (root + Docker): README install, failovers (docs/e2e.md)
 	bash hack/e2e.sh
 
-e2e-kind: install controlplane promtool helm ## The same e2e checks on a kind cluster (kind from its Go module; needs kind's node image: docs/e2e.md)
+e2e-kind: install controlplane promtool helm ## The same e2e checks on a kind cluster (kind from its Go module; its node image pulled, or made here: docs/e2e.md)
 	E2E_CLUSTER=kind bash hack/e2e.sh
+
+kind-node-image: ## A kind node image made here, for machines that cannot pull kind's own (docs/e2e.md)
+	bash hack/kind/node-image.sh
 
 clean: ## Remove the venv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .dev-cluster
 
 PHONY_EXTRA := test-image image image-sandbox lock node promtool helm chart
-.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e clean $(PHONY_EXTRA)
+.PHONY: help install controlplane lint test test-unit test-slow dev-cluster dev-cluster-down demo bench manifests e2e e2e-kind kind-node-image clean $(PHONY_EXTRA)

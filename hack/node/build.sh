@@ -14,8 +14,14 @@ if [[ $k8s_version != "$cp_version" ]]; then
   exit 1
 fi
 cache_root=${MEDIAJOB_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mediajob-controlplane}
-bin="$cache_root/node-$k8s_version"
-tools=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+# Other commands of the release by name (hack/kind/node-image.sh: kubeadm) go to a directory of their own.
+tools=("$@")
+if (( ${#tools[@]} )); then
+  bin="$cache_root/node-$k8s_version-$(IFS=-; echo "${tools[*]}")"
+else
+  tools=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+  bin="$cache_root/node-$k8s_version"
+fi
 ok=1
 for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || ok=0; done
 if (( ok )); then echo "$bin"; exit 0; fi
@@ -29,5 +35,5 @@ pkgs=()
 for t in "${tools[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
 (cd "$here/gomod" && go build -trimpath -ldflags "$ldflags" -o "$bin.partial/" "${pkgs[@]}") >&2
 rm -rf "$bin" && mv "$bin.partial" "$bin"
-echo "built node components $k8s_version in $(( $(date +%s) - start ))s" >&2
+echo "built ${tools[*]} $k8s_version in $(( $(date +%s) - start ))s" >&2
 echo "$bin"

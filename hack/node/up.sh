@@ -175,27 +175,16 @@ EOF
 spawn kube-proxy "$node_bin/kube-proxy" --config="$state/kube-proxy.yaml" --v=1
 
 # --- containerd (a second one, beside Docker's) ----------------------------------------------------
-cat >"$state/containerd.toml" <<EOF
+{
+  cat <<EOF
 version = 2
 root = "$state/containerd"
 state = "$run/containerd"
 [grpc]
   address = "$run/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.10"
-  # root here lacks CAP_SYS_RESOURCE: a negative oom_score_adj is refused and every sandbox would fail
-  restrict_oom_score_adj = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$state/cni/net.d"
 EOF
+  bash "$here/cri-config.sh" "$state/cni/net.d"
+} >"$state/containerd.toml"
 spawn containerd containerd --config "$state/containerd.toml"
 ctr() { command ctr -a "$run/containerd.sock" -n k8s.io "$@"; }
 for i in $(seq 60); do
@@ -222,15 +211,7 @@ iptables -I FORWARD -o cni0 -j ACCEPT -m comment --comment mediajob-e2e
 
 # --- the pause image, built here (no registry) ------------------------------------------------------
 if ! ctr images ls -q | grep -qx registry.k8s.io/pause:3.10; then
-  if ! docker image inspect registry.k8s.io/pause:3.10 >/dev/null 2>&1; then
-    tmp=$(mktemp -d)
-    printf '#include <unistd.h>\n#include <signal.h>\nstatic void done(int s){(void)s;_exit(0);}\n%s\n' \
-      'int main(void){signal(SIGINT,done);signal(SIGTERM,done);for(;;)pause();}' >"$tmp/pause.c"
-    gcc -static -O2 -o "$tmp/pause" "$tmp/pause.c"
-    tar -C "$tmp" -c pause | docker import -c 'ENTRYPOINT ["/pause"]' - registry.k8s.io/pause:3.10 >/dev/null
-    rm -rf "$tmp"
-  fi
-  docker save registry.k8s.io/pause:3.10 | ctr images import - >/dev/null
+  docker save "$(bash "$here/pause-image.sh")" | ctr images import - >/dev/null
 fi
 
 # --- kubelet ---------------------------------------------------------------------------------------
