@@ -8,8 +8,8 @@ and runs a simulated window in compressed time: rows arrive at the load's rate, 
 simulated minutes after it was submitted, and its result is written back (ours: as
 controller/writeback.py batches, with its own `send_at` deciding when a partial batch goes and its
 quota-aware linger (`QuotaLinger`, the Team plan's 100,000 calls at the 0.8 share) how long: the
-Jobs rows read 50 a request before the write, except in push mode, where the payloads vouch for
-them; then the target rows and the Jobs rows, 10 a request; the seed: three single-row updates per
+Jobs rows read 50 a request before the write, except in push mode (not busy), where the payloads
+vouch for them; then the target rows and the Jobs rows, 10 a request; the seed: three single-row updates per
 job). The calls made after start-up are scaled to 30 days. Detection latency is from
 a row's creation to the batch that hands it to the mirror, in simulated seconds.
 

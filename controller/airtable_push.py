@@ -655,7 +655,8 @@ class PushSource:
         return dataclasses.replace(batch, commit=commit)
 
     async def _cursor_now(self) -> int:
-        """Where the stream stands: the overdue upkeep that leaving busy ran has just seen it."""
+        """Where the stream stands: as the upkeep saw it, if it looked since busy ended (no call),
+        else one listing of the webhooks."""
         self.rows.broken()
         cursor, self._listed_cursor = self._listed_cursor, None
         if cursor is None:
