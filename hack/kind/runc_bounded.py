@@ -3,9 +3,9 @@
 
 kind starts each node with `docker run --privileged`. Docker 20.10 (Debian's) then asks runc for
 every capability the kernel knows, and on a host whose bounding set lacks one (root here has no
-CAP_SYS_RESOURCE) runc fails with "unable to apply caps: operation not permitted". Newer engines
-and containerd grant a privileged container the capabilities they hold; this does the same for
-the containers it runs: it drops every capability outside this process's bounding set from the
+CAP_SYS_RESOURCE) runc fails with "unable to apply caps: operation not permitted". containerd
+grants a privileged container only the capabilities it holds; this does the same for the
+containers it runs: it drops every capability outside this process's bounding set from the
 bundle's config.json (`create`, `run`) or the process file (`exec`, as `docker exec --privileged`
 makes one), then runs runc. hack/kind/bounded-runtime.sh registers it with dockerd
 as the runtime `mediajob-bounded`; kind's `docker run` gets it through hack/kind/bin/docker.
