@@ -52,7 +52,8 @@ scratch_image() { # name, binary, entrypoint-or-empty
   [[ -n $3 ]] && changes+=(-c "ENTRYPOINT [\"$3\"]")
   tar -C "$dir" -c . | docker import "${changes[@]}" - "$1" >/dev/null
 }
-preload=()
+pause=$(bash "$root/hack/node/pause-image.sh") # also containerd's sandbox_image (hack/node/cri-config.sh)
+preload=("$pause")
 for want in "${wanted[@]}"; do
   name=${want%:*}
   case ${name##*/} in
@@ -76,12 +77,11 @@ for want in "${wanted[@]}"; do
         "$base" "--no-install-recommends iptables conntrack" >"$work/proxy/Dockerfile"
       docker build -q --network host -t "$want" "$work/proxy" >/dev/null
       ;;
-    pause) docker tag "$(bash "$root/hack/node/pause-image.sh")" "$want" ;;
+    pause) docker tag "$pause" "$want" ;;
     *) echo "no recipe here for kubeadm's image $want" >&2; exit 1 ;;
   esac
   preload+=("$want")
 done
-preload+=("$(bash "$root/hack/node/pause-image.sh")") # containerd's sandbox_image (below)
 
 # --- the rootfs: kind's base image recipe on Debian bookworm ---------------------------------------
 command -v debootstrap >/dev/null || {
@@ -115,17 +115,7 @@ ln -sf /usr/bin/containerd "$rootfs/usr/local/bin/containerd"       # kind's uni
 # The pod network in place of kindnetd (offline-cluster.yaml turns kind's default CNI off): one
 # bridge on the one node, the pod range kind gives it.
 mkdir -p "$rootfs/etc/cni/net.d" "$rootfs/opt/cni/bin"
-cat >"$rootfs/etc/cni/net.d/10-mediajob-bridge.conflist" <<'EOF'
-{
-  "cniVersion": "0.4.0",
-  "name": "mediajob-kind",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-EOF
+bash "$root/hack/node/cni-config.sh" mediajob-kind 10.244.0.0/24 >"$rootfs/etc/cni/net.d/10-mediajob-bridge.conflist"
 install -m 0755 "$adm_bin/kubeadm" "$node_bin/kubelet" "$cp_bin/kubectl" "$rootfs/usr/bin/"
 echo "$version" >"$rootfs/kind/version"
 # kind's Dockerfile: systemd without the units a container must not run; kind's own enabled

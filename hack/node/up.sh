@@ -193,18 +193,7 @@ for i in $(seq 60); do
   sleep 0.5
 done
 
-cat >"$state/cni/net.d/10-mediajob.conflist" <<EOF
-{
-  "cniVersion": "0.4.0",
-  "name": "mediajob-e2e",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-     "ipam": {"type": "host-local", "dataDir": "$state/cni/ipam",
-              "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-EOF
+bash "$here/cni-config.sh" mediajob-e2e "$pod_cidr" "$state/cni/ipam" >"$state/cni/net.d/10-mediajob.conflist"
 # Docker sets FORWARD's policy to DROP; traffic between pods (bridged, seen by br_netfilter) must pass.
 iptables -I FORWARD -i cni0 -j ACCEPT -m comment --comment mediajob-e2e
 iptables -I FORWARD -o cni0 -j ACCEPT -m comment --comment mediajob-e2e
