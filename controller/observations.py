@@ -59,10 +59,11 @@ NcaStatus = NcaSucceeded | NcaFailed | NcaPending | NcaNotFound | NcaUnknown
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NcaListing:
-    """`jobs/status`: the state of each job whose file one worker changed within the window.
+    """`jobs/status`: the state of each job whose file changed within the window.
 
-    A hint only: it covers the worker that answered and the window asked for, so a job missing
-    from it is not missing from NCA.
+    A hint only: it covers the NCA container that answered (all its workers share one jobs
+    folder; another container behind a load balancer has its own) and the window asked for, so
+    a job missing from it is not missing from NCA.
     """
 
     states: dict[str, str]

@@ -55,10 +55,13 @@ class NcaClient:
         return parse_status_body(answer)
 
     async def jobs_listing(self, since_seconds: float) -> NcaListing | NcaUnknown:
-        """Every job whose state changed within `since_seconds`, on the worker that answers."""
+        """Every job whose file changed within `since_seconds`, in the jobs folder that all of the
+        container's workers share."""
         answer = await self._post(LISTING_PATH, {"since_seconds": max(1, round(since_seconds))})
-        if isinstance(answer, NcaNotFound):  # "Jobs directory not found": a worker with no jobs yet
-            return NcaListing({})
+        if isinstance(answer, NcaNotFound):
+            # Each listing writes its own job file before it reads the folder, so a 404 ("Jobs
+            # directory not found") is never "no jobs yet": the folder went missing (a volume?).
+            return NcaUnknown("listing answered HTTP 404: NCA's jobs folder is missing")
         if isinstance(answer, NcaUnknown):
             return answer
         return parse_listing_body(answer)

@@ -249,7 +249,8 @@ async def test_listing_window_leaves_out_older_files(nca_sim: NcaSimulator, nca:
         ("429", NcaUnknown("HTTP 429")),
         ("hang", NcaUnknown("timeout")),
         ("drop", NcaUnknown("connection error: RemoteProtocolError")),
-        ("404", NcaListing({})),  # "Jobs directory not found": a worker that has run nothing yet
+        # Each listing writes its own file first: a 404 means the jobs folder is gone, an error.
+        ("404", NcaUnknown("listing answered HTTP 404: NCA's jobs folder is missing")),
     ],
 )
 async def test_listing_faults_are_unknown(
