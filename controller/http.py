@@ -31,6 +31,13 @@ ANSWER_BUDGET = 0.08  # seconds: NCA must never wait on us
 AirtablePingHandler = Callable[[bytes, str], Awaitable[tuple[int, str]]]
 
 
+class PortUnavailable(Exception):
+    """A port we must listen on is taken or not ours: retrying cannot fix it. Names the port."""
+
+    def __init__(self, port: int, exc: OSError) -> None:
+        super().__init__(f"cannot serve HTTP on port {port}: {exc.strerror or exc}")
+
+
 class HttpServer:
     def __init__(
         self,
@@ -80,7 +87,10 @@ class HttpServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, self._host, port).start()
+        try:
+            await web.TCPSite(runner, self._host, port).start()
+        except OSError as exc:
+            raise PortUnavailable(port, exc) from None
         return int(runner.addresses[0][1]) if runner.addresses else port
 
     async def stop(self) -> None:

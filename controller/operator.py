@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from controller.http import PortUnavailable
 from controller.runtime import Runtime
 from controller.vocabulary import GROUP, PLURAL, VERSION
 
@@ -39,9 +40,8 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.scanning.disabled = True
         try:
             await memo.runtime.start()
-        except OSError as exc:  # the port is taken or not ours: retrying cannot fix it
-            port = memo.runtime.settings.http_port
-            memo.runtime.startup_failure = f"cannot serve HTTP on port {port}: {exc.strerror or exc}"
+        except PortUnavailable as exc:  # HTTP_PORT or METRICS_PORT is taken, or not ours
+            memo.runtime.startup_failure = str(exc)
             raise kopf.PermanentError(memo.runtime.startup_failure) from None
 
     @kopf.on.cleanup(registry=registry)
