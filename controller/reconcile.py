@@ -9,8 +9,8 @@ wait behind thousands of writes.
 Each job's next check spends its share of the Spaces budget (`schedule.budget_gap`). NCA is asked
 as little as possible: one `jobs/status` listing a period stands in for most per-job status calls
 (a job it shows queued or running needs none) and points at the jobs that just finished (checked
-at once). The listing is only a hint: it covers one NCA worker and a window of time, so a job
-missing from it is asked about on the age-based schedule, as before.
+at once). The listing is only a hint: it covers one NCA container's jobs folder (shared by its
+workers) and a window of time, so a job missing from it is asked about on the age-based schedule.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -146,7 +146,7 @@ class Reconciler:
         self._listing_per_job_hour = listing_per_job_hour  # None: no NCA listing
         self._listed = Listed()
         self._listing_every = timing.interval  # the listing's current period
-        self._processing = 0  # processing jobs, as last counted
+        self._job_processing = asyncio.Event()  # set when the watch shows a processing job
         self._share = (0.0, 0.0)  # (weight, rate) the jobs not bounded by their interval share
         self._first_status: dict[Key, None] = {}  # an ordered set: the lane's queue
         self._first_status_wake = asyncio.Event()
@@ -177,6 +177,8 @@ class Reconciler:
     def on_change(self, job: MediaJob, old: MediaJob | None) -> None:
         """Store listener: keep the heap in step with what the watch reports."""
         key = job.key
+        if not job.ended and not job.spec.suspend:
+            self._job_processing.set()  # the listing runs as soon as there is a job to list
         if job.ended:
             self._state.pop(key, None)
         elif job.new_attempt or (old is not None and old.attempt != job.attempt):
@@ -242,17 +244,17 @@ class Reconciler:
         now = self._now()
         weights_and_caps: list[tuple[float, float]] = []
         young = 0
-        for job in self._store:
-            if job.ended or job.spec.suspend:
-                continue
+        for job in self._processing_jobs():
             interval = check_interval(now - job.spec.started_at, self._timing)
             weights_and_caps.append((self._weight(job, now), interval.total_seconds()))
             young += interval == self._timing.interval
-        self._processing = len(weights_and_caps)
         if self._budget is not None:
-            self._budget.require(required_rate(young, self._processing - young, self._timing))
+            self._budget.require(required_rate(young, len(weights_and_caps) - young, self._timing))
             self._share = share_left(weights_and_caps, self._budget.rate * PLANNED_SHARE)
             self._metrics.spaces_budget.set(self._budget.rate)
+
+    def _processing_jobs(self) -> Iterator[MediaJob]:
+        return (job for job in self._store if not job.ended and not job.spec.suspend)
 
     async def _tune_forever(self) -> None:
         while True:
@@ -260,23 +262,25 @@ class Reconciler:
             await asyncio.sleep(max(1.0, min(5.0, self._timing.floor.total_seconds())))
 
     async def _list_forever(self) -> None:
-        """One NCA listing a period: jobs it shows done are checked now, the rest keep waiting."""
+        """One NCA listing a period while jobs are processing: the jobs it shows done are checked
+        now, the rest keep waiting. The first comes as soon as a job is processing, not a period
+        later: the watch wakes it."""
         assert self._listing_per_job_hour is not None
-        period = self._timing.floor  # the first listing comes before most first checks
         while True:
-            await asyncio.sleep(period.total_seconds())
-            period = listing_period(self._processing, self._timing, per_job_hour=self._listing_per_job_hour)
-            self._listing_every = period
-            if self._processing == 0:
-                continue
-            window = self._listing_valid()
-            listing = await self._nca.jobs_listing(window.total_seconds())
-            if not isinstance(listing, NcaListing):
+            if next(self._processing_jobs(), None) is None:
+                self._job_processing.clear()
+                await self._job_processing.wait()
+            self._listing_every = listing_period(
+                sum(1 for _ in self._processing_jobs()), self._timing, per_job_hour=self._listing_per_job_hour
+            )
+            listing = await self._nca.jobs_listing(self._listing_valid().total_seconds())
+            if isinstance(listing, NcaListing):
+                self._metrics.nca_listings.labels(result="ok").inc()
+                self.on_listing(listing)
+            else:
                 self._metrics.nca_listings.labels(result="error").inc()
                 log.info("NCA listing failed (%s); per-job status calls go on as scheduled", listing.reason)
-                continue
-            self._metrics.nca_listings.labels(result="ok").inc()
-            self.on_listing(listing)
+            await asyncio.sleep(self._listing_every.total_seconds())
 
     def on_listing(self, listing: NcaListing) -> None:
         now = self._now()

@@ -83,17 +83,25 @@ def required_rate(young: int, old: int, timing: Timing) -> float:
     return young / timing.interval.total_seconds() + old / timing.slow_interval.total_seconds()
 
 
-def listing_period(processing: int, timing: Timing, *, per_job_hour: float) -> timedelta:
-    """How often to ask NCA for its listing: `per_job_hour` listings per processing job-hour.
+# The longest wait between two NCA listings while any job is processing. A listing is one call
+# that answers for every job, and the only way a failure (which Spaces cannot show) is seen in
+# seconds: with few jobs its period follows the time it buys, not the per-job cost.
+LISTING_LONGEST = timedelta(seconds=15)
 
-    The listing is one call however many jobs there are, so it is cheap per job exactly when the
-    Spaces budget is thin per job; with few jobs the budget alone checks each one every few
-    seconds, and the listing slows down to one an interval.
+
+def listing_period(processing: int, timing: Timing, *, per_job_hour: float) -> timedelta:
+    """How long to wait after one NCA listing before the next: `per_job_hour` listings per
+    processing job-hour, never longer than LISTING_LONGEST (nor the interval) nor shorter than the floor.
+
+    From N = 3600 / (per_job_hour x 15 s) jobs (120 at the default 2) the per-job rate sets it, as
+    before; below, it is 15 s: 240 listings an hour, so 24 calls a job-hour at N=10 and 240 at N=1
+    (docs/operations.md). With no job processing there is no listing at all (the caller waits).
     """
+    longest = min(timing.interval, LISTING_LONGEST)
     if processing <= 0:
-        return timing.interval
+        return longest
     seconds = 3600.0 / (per_job_hour * processing)
-    return min(timing.interval, max(timing.floor, timedelta(seconds=seconds)))
+    return min(longest, max(timing.floor, timedelta(seconds=seconds)))
 
 
 def _deadline_cap(submitted_at: datetime, due: datetime, timing: Timing, now: datetime) -> datetime:

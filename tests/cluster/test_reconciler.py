@@ -476,6 +476,36 @@ async def test_a_failure_nca_lists_reaches_the_row_within_a_listing_period(
         assert runtime.metrics.nca_hints._value.get() == 1
 
 
+async def test_the_first_nca_listing_comes_as_soon_as_a_job_is_processing(
+    world: World, namespace: str, controlplane: ControlPlane
+) -> None:
+    """Issue [1 of 2]: no listing while nothing processes; the first one when the first job
+    appears, not a period later; with one job the next within 15 s, not an interval (2 min)."""
+    settings = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="2")
+    async with running(settings) as runtime:
+        await until(lambda: runtime.reconciler is not None, timeout=15)
+        await asyncio.sleep(6)  # past the floor (5 s), where the old loop looked, found none, slept 2 min
+        assert world.nca_sim.listing_calls == 0
+        nca_job = world.nca_sim.add_job(queued_s=0, running_s=600, drop_webhook=True)
+        body = {
+            "apiVersion": "media.phi.dev/v1alpha1",
+            "kind": "MediaJob",
+            "metadata": {"name": "first-listing"},
+            "spec": {
+                "airtableRecordId": "recFirstListing01",
+                "externalJobId": nca_job.job_id,
+                "operation": "concatenate",
+                "submittedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        appeared = time.monotonic()
+        await until(lambda: world.nca_sim.listing_calls >= 1, timeout=15)
+        assert time.monotonic() - appeared <= 3
+        await until(lambda: world.nca_sim.listing_calls >= 2, timeout=25)
+        assert time.monotonic() - appeared <= 15 + 3
+
+
 async def test_nca_listing_off_keeps_per_job_status_calls(
     world: World, namespace: str, kube: KubeClient
 ) -> None:

@@ -2,6 +2,7 @@
 write-back's quota-aware linger. All pure (a clock passed in), so every case is a table row."""
 
 import asyncio
+import dataclasses
 import random
 from datetime import timedelta
 
@@ -106,10 +107,18 @@ def test_rate_the_age_based_schedule_needs(young: int, old: int, rate: float) ->
 
 @pytest.mark.parametrize(
     ("processing", "seconds"),
-    [(0, 120.0), (1, 120.0), (15, 120.0), (100, 18.0), (360, 5.0), (1000, 5.0), (10_000, 5.0)],
+    [(0, 15.0), (1, 15.0), (10, 15.0), (100, 15.0), (120, 15.0), (200, 9.0), (360, 5.0), (10_000, 5.0)],
 )
-def test_listing_period_spends_two_listings_per_job_hour(processing: int, seconds: float) -> None:
+def test_listing_period_spends_two_listings_per_job_hour_and_waits_at_most_15_s(
+    processing: int, seconds: float
+) -> None:
     assert listing_period(processing, T, per_job_hour=2.0).total_seconds() == pytest.approx(seconds)
+
+
+def test_listing_period_is_never_longer_than_the_interval() -> None:
+    short = dataclasses.replace(T, interval=timedelta(seconds=6), floor=timedelta(seconds=2))
+    assert listing_period(1, short, per_job_hour=2.0) == timedelta(seconds=6)
+    assert listing_period(5000, short, per_job_hour=2.0) == timedelta(seconds=2)
 
 
 def test_aimd_halves_once_per_congestion_and_climbs_back() -> None:
