@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.airtable_push import PingReceiver, PushSource, WebhookState
-from controller.budget import QuotaLinger
+from controller.budget import DiscoveryPace, QuotaLinger
 from controller.changes import ChangeBatch, ChangeSource, IncrementalPolling, list_processing
 from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
@@ -352,6 +352,7 @@ async def run_one(
                 processing_count=lambda: len(world.discovered) - len(world.written),
                 fallback=fallback,
                 rows=KnownRows(),
+                pace=DiscoveryPace(linger.shortfall),  # as the controller: the same quota's shortfall
             )
             holder["source"] = source = push
         elif mode == FALLBACK:

@@ -38,6 +38,7 @@ from typing import Any
 
 from pyairtable import formulas
 
+from controller.budget import DiscoveryPace
 from controller.changes import PROCESSING, ChangeBatch, IncrementalPolling, list_processing
 from controller.clients.airtable import (
     PURPOSE_MIRROR,
@@ -94,6 +95,7 @@ def upkeep_period(pinged: bool, check_every: float) -> float:
     return max(check_every, UPKEEP_LONGEST) if pinged else check_every
 
 
+FORWARDED_LOOK = 2.0  # seconds between looks for a ping that another replica received
 REFRESH_BEFORE = timedelta(days=3)  # webhooks live 7 days; refresh with 3 to spare
 UPKEEP_LONGEST = 86400.0  # with pings coming, the webhook is still looked at daily
 IDS_PER_FETCH = 50
@@ -439,6 +441,7 @@ class PushSource:
         processing_count: Callable[[], int],
         fallback: IncrementalPolling,
         rows: KnownRows,
+        pace: DiscoveryPace,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -470,12 +473,22 @@ class PushSource:
         self._last_read_at = now()
         self._ping_seen: str | None = None
         # A ping after a quiet spell is read at once; under a stream of pings (our own write-backs
-        # make them too) reads are spaced by half an interval: discovery stays within one interval.
-        self.spacing = max(interval / 2, 0.05)
+        # make them too) reads are spaced by `spacing`.
+        self._pace = pace
         self._uncommitted = False
         self._uncommitted_before = False
         self._woken = True  # the first batch after start reads whatever waits
         self._started_at = now()
+
+    @property
+    def spacing(self) -> float:
+        """The shortest time between two payload reads: seconds while the quota has room, half an
+        interval as it runs out (a ping after a quiet spell is read at once either way)."""
+        return self._pace.gap(self._interval / 2)
+
+    def _listing_gap(self) -> float:
+        """Busy, the shortest time between two listings: seconds, or an interval as the quota runs out."""
+        return self._pace.gap(self._interval)
 
     @property
     def state(self) -> WebhookState | None:
@@ -533,7 +546,7 @@ class PushSource:
     async def wait(self, interval: float) -> None:
         """Until a ping (spaced), an upkeep or full resync falls due, or the polling interval in a
         degraded mode; a ping recorded by another replica is looked for every few seconds."""
-        look = max(min(interval / 4, 15.0), 0.05)
+        look = max(min(interval / 4, FORWARDED_LOOK), 0.05)
         entered = self._clock()
         while True:
             now = self._clock()
@@ -543,7 +556,7 @@ class PushSource:
                 due = min(due, self._last_full + self._full_every)
             if mode is Mode.BUSY:
                 if self._heard_at >= self._listed_from:  # (nothing changed without a ping)
-                    due = min(due, self._last_listing + interval)
+                    due = min(due, self._last_listing + self._listing_gap())
                 self._wake.clear()  # a ping only makes the next listing due
             elif mode is not Mode.PUSH or self._uncommitted:  # degraded, or the last cycle failed
                 due = min(due, entered + interval)
@@ -614,11 +627,11 @@ class PushSource:
         return await self._payload_batch()
 
     async def _busy_batch(self) -> ChangeBatch:
-        """At most one incremental listing per interval, and only after a ping (without one
+        """At most one incremental listing per listing gap, and only after a ping (without one
         nothing changed); no payload read: one the write-back would wait on costs a call while
         busy, as a read of its rows does, and vouches for less."""
         started = self._clock()
-        if started - self._last_listing < self._interval or self._heard_at < self._listed_from:
+        if started - self._last_listing < self._listing_gap() or self._heard_at < self._listed_from:
             return ChangeBatch([], complete=False)  # (an upkeep was due)
         try:
             batch = await self._fallback.next_batch()

@@ -7,16 +7,19 @@ answers 503 "Slow Down" when a bucket is overloaded; the budget then halves at o
 back a little each second (AIMD, as TCP does), so the controller never adds to a storm.
 
 Airtable's budget is a month's quota, not a rate: `QuotaLinger` turns what is left of it into how
-long a result may wait for others to share a request with.
+long a result may wait for others to share a request with, and `DiscoveryPace` into how soon the
+push source may read Airtable again after a ping: both spend the quota where it buys latency.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from controller.backoff import RateLimiter
 
+log = logging.getLogger(__name__)
 DECREASE = 0.5  # on a 503, the rate is multiplied by this
 COOLDOWN_S = 1.0  # 503s within this long of a decrease are one congestion event, not several
 RECOVERY_S = 30.0  # additive increase: back from the floor to the ceiling in about this long
@@ -135,13 +138,55 @@ class QuotaLinger:
         self._refill()
         return self._level / self._capacity
 
+    def shortfall(self) -> float:
+        """0 while more than half a day's allowance is left, rising to 1 as it runs out."""
+        return min(1.0, max(0.0, (AT_ONCE_ABOVE - self.left()) / AT_ONCE_ABOVE))
+
     def linger(self) -> float:
-        left = self.left()
-        if left >= AT_ONCE_ABOVE:
-            return 0.0
-        return self._longest * min(1.0, (AT_ONCE_ABOVE - left) / AT_ONCE_ABOVE)
+        return self._longest * self.shortfall()
 
     def _refill(self) -> None:
         now = self._clock()
         self._level = min(self._capacity, self._level + (now - self._at) * self._rate)
         self._at = now
+
+
+DISCOVERY_FASTEST = 2.0  # seconds between two discovery reads while the quota has room
+
+
+def discovery_gap(shortfall: float, longest: float) -> float:
+    """The shortest time between two reads of Airtable for new rows: DISCOVERY_FASTEST (or
+    `longest`, if shorter) while the quota has room, growing to `longest` as the day's
+    allowance runs out (`shortfall` 0 to 1). Pure."""
+    return max(min(DISCOVERY_FASTEST, longest), longest * min(1.0, max(0.0, shortfall)))
+
+
+class DiscoveryPace:
+    """How soon the push source may read Airtable again: a ping is read within seconds, busy or
+    not, while the month's quota has room; only as the day's allowance runs short does discovery
+    slow down, to its old pace (half an interval between payload reads, an interval between busy
+    listings). The gap is a gauge, and each turn is one log line."""
+
+    def __init__(
+        self, shortfall: Callable[[], float], *, on_gap: Callable[[float], None] = lambda _: None
+    ) -> None:
+        self._shortfall = shortfall
+        self._on_gap = on_gap
+        self._slowed = False
+
+    def gap(self, longest: float) -> float:
+        short = self._shortfall()
+        gap = discovery_gap(short, longest)
+        if (short > 0) != self._slowed:
+            self._slowed = short > 0
+            if self._slowed:
+                log.warning(
+                    "Airtable's allowance for the day runs short (AIRTABLE_MONTHLY_QUOTA): discovery "
+                    "slows down, a read every %.1f s now and up to every %.0f s as it runs out",
+                    gap,
+                    longest,
+                )
+            else:
+                log.info("Airtable's quota has room again: new rows are read within seconds")
+        self._on_gap(gap)
+        return gap

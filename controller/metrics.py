@@ -242,6 +242,10 @@ class Metrics:
             "mediajob_writeback_linger_seconds",
             "How long the write-back lets a result wait for others to share Airtable requests with",
         )
+        self.discovery_gap = gauge(
+            "mediajob_airtable_discovery_gap_seconds",
+            "How soon push discovery may read Airtable again after a read: seconds while the quota has room",
+        )
 
     def count_airtable_call(self, purpose: str) -> None:
         self.airtable_calls.labels(purpose=purpose).inc()

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from controller.airtable_push import PingReceiver, PushSource, SecretStateStore
-from controller.budget import QuotaLinger, SpacesBudget
+from controller.budget import DiscoveryPace, QuotaLinger, SpacesBudget
 from controller.changes import ChangeSource, IncrementalPolling
 from controller.cleanup import Cleanup
 from controller.clients.airtable import PURPOSE_MIRROR, AirtableClient, calls_for
@@ -333,6 +333,8 @@ class Runtime:
             processing_count=lambda: sum(1 for j in self.store if j.status.phase == "Processing"),
             fallback=fallback,
             rows=rows,
+            # What is left of the month's quota paces discovery as it does the write-back's linger.
+            pace=DiscoveryPace(self.quota_linger.shortfall, on_gap=self.metrics.discovery_gap.set),
         )
         return self.push
 

@@ -25,6 +25,7 @@ from controller.airtable_push import (
     SecretStateStore,
     webhook_spec,
 )
+from controller.budget import DiscoveryPace
 from controller.changes import INCREMENTAL_OVERLAP, ChangeBatch, IncrementalPolling
 from controller.clients.airtable import AirtableClient, AirtableError
 from controller.clients.kube import KubeClient
@@ -52,7 +53,10 @@ class Rig:
     leader: dict[str, PushSource | None]
     metrics: Metrics
 
-    def source(self, *, processing: int = 0) -> PushSource:
+    def source(self, *, processing: int = 0, shortfall: float = 1.0) -> PushSource:
+        """By default the day's Airtable allowance is spent (`shortfall` 1): discovery keeps its
+        slowest pace, half an interval between reads and an interval between busy listings, which
+        most tests here pin down; 0 is a quota with room to spare."""
         source = PushSource(
             airtable=self.airtable,
             store=self.store,
@@ -64,6 +68,7 @@ class Rig:
             processing_count=lambda: processing,
             fallback=IncrementalPolling(self.airtable, "Jobs", full_every=6 * 3600),
             rows=KnownRows(),
+            pace=DiscoveryPace(lambda: shortfall, on_gap=self.metrics.discovery_gap.set),
         )
         self.leader["source"] = source
         return source
@@ -134,9 +139,9 @@ async def batch_after_wait(source: PushSource, timeout: float = INTERVAL) -> Cha
     return batch
 
 
-async def started(rig: Rig) -> PushSource:
+async def started(rig: Rig, *, shortfall: float = 1.0) -> PushSource:
     """A leader whose first (full) batch is done: the webhook exists and the cursor is saved."""
-    source = rig.source()
+    source = rig.source(shortfall=shortfall)
     first = await source.next_batch()
     await first.commit()
     assert first.complete
@@ -172,6 +177,36 @@ async def test_a_burst_of_1000_new_rows_is_discovered_within_one_interval(rig: R
     # 1,000 payloads are 20 pages, and the rows one listing of 10 pages (cheaper than 20 by id)
     assert calls <= 32, calls
     assert sum(1 for _, status in rig.sim.webhooks.pings if status == 204) >= 1
+
+
+async def test_with_quota_to_spare_a_stream_of_pings_is_read_within_seconds_busy_or_not(rig: Rig) -> None:
+    """Issue [1 of 2]: spend the quota where it buys latency. A row every 1.5 s makes the source
+    busy (push would read and fetch every few seconds); each row is still mirrored within
+    seconds, not half an interval (6 s here) or an interval (12 s) later."""
+    source = await started(rig, shortfall=0.0)
+    added: dict[str, float] = {}
+    found: dict[str, float] = {}
+    modes: set[Mode] = set()
+
+    async def mirror() -> None:
+        while True:
+            batch = await batch_after_wait(source, timeout=math.inf)
+            found.update((r["id"], time.monotonic()) for r in batch.records if r["id"] not in found)
+
+    task = asyncio.create_task(mirror())
+    try:
+        for i in range(20):
+            added[rig.add_row(i)] = time.monotonic()
+            modes.add(source.mode_now())
+            await asyncio.sleep(1.5)
+        await until(lambda: set(added) <= set(found), timeout=10)
+    finally:
+        task.cancel()
+    assert Mode.BUSY in modes, modes
+    assert Mode.PUSH in modes, modes
+    late = sorted(found[r] - added[r] for r in added)
+    assert late[-1] <= 5.0, late  # DISCOVERY_FASTEST (2 s) between reads, and the read itself
+    assert rig.metrics.discovery_gap._value.get() == pytest.approx(2.0)
 
 
 async def test_a_bad_mac_is_refused_with_401_and_no_airtable_call(rig: Rig) -> None:

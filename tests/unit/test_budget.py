@@ -3,12 +3,22 @@ write-back's quota-aware linger. All pure (a clock passed in), so every case is 
 
 import asyncio
 import dataclasses
+import logging
 import random
 from datetime import timedelta
 
 import pytest
 
-from controller.budget import ALERT_HEADROOM, DAY_S, MONTH_S, AimdRate, QuotaLinger, SpacesBudget
+from controller.budget import (
+    ALERT_HEADROOM,
+    DAY_S,
+    MONTH_S,
+    AimdRate,
+    DiscoveryPace,
+    QuotaLinger,
+    SpacesBudget,
+    discovery_gap,
+)
 from controller.schedule import (
     Timing,
     budget_gap,
@@ -207,6 +217,55 @@ def test_quota_linger_refills_at_the_months_pace() -> None:
     assert q.linger() == pytest.approx(0.0, abs=1)
     clock.t += 10 * DAY_S
     assert q.left() == 1.0  # never more than a day ahead
+
+
+@pytest.mark.parametrize(
+    ("shortfall", "longest", "gap"),
+    [
+        (0.0, 60.0, 2.0),  # quota to spare: a ping is read within seconds
+        (0.0, 1.5, 1.5),  # an interval shorter than that: never slower than the old pace
+        (0.5, 60.0, 30.0),  # a quarter of the day's allowance left: half way to the old pace
+        (1.0, 60.0, 60.0),  # the day's allowance spent: the old pace (half an interval, say)
+        (0.01, 60.0, 2.0),  # just short: the floor still holds
+        (7.0, 60.0, 60.0),  # never slower than `longest`
+        (-1.0, 60.0, 2.0),
+    ],
+)
+def test_discovery_gap_spends_the_quota_where_it_buys_latency(
+    shortfall: float, longest: float, gap: float
+) -> None:
+    assert discovery_gap(shortfall, longest) == pytest.approx(gap)
+
+
+def test_discovery_pace_says_when_it_slows_down_and_when_it_is_fast_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    q = QuotaLinger(monthly_quota=100_000, share=0.8, longest=120.0, clock=clock)
+    gaps: list[float] = []
+    pace = DiscoveryPace(q.shortfall, on_gap=gaps.append)
+    with caplog.at_level(logging.INFO, logger="controller.budget"):
+        assert pace.gap(60.0) == 2.0
+        assert not caplog.records
+        q.spend(2400)  # the day's allowance, at once
+        assert pace.gap(60.0) == pytest.approx(60.0, abs=0.1)
+        assert pace.gap(60.0) == pytest.approx(60.0, abs=0.1)  # one line per turn, not per read
+        [slow] = caplog.records
+        assert slow.levelno == logging.WARNING
+        assert "runs short" in slow.getMessage()
+        assert "AIRTABLE_MONTHLY_QUOTA" in slow.getMessage()
+        clock.t += DAY_S  # a day accrues a day's allowance
+        assert pace.gap(60.0) == 2.0
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
+    assert "room again" in caplog.records[-1].getMessage()
+    assert gaps == [2.0, pytest.approx(60.0, abs=0.1), pytest.approx(60.0, abs=0.1), 2.0]
+
+
+def test_an_unlimited_quota_never_slows_discovery() -> None:
+    q = QuotaLinger(monthly_quota=0, share=0.8, longest=120.0, clock=Clock())
+    q.spend(10**6)
+    assert q.shortfall() == 0.0
+    assert DiscoveryPace(q.shortfall).gap(60.0) == 2.0
 
 
 def test_listed_states_stand_for_their_validity_and_newer_listings_win() -> None:
