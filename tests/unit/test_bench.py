@@ -125,4 +125,24 @@ def test_latency_bench_helpers() -> None:
     assert per_second_peak_and_mean([10.1, 10.2, 10.9, 12.5], 10.0, 14.0) == (3, 1.0)
     assert per_second_peak_and_mean([], 0.0, 1.0) == (0, 0.0)
     # one job written after 1800 s, one never (counted to the end, 3600 s): 1.5 job-hours
-    assert job_hours({"a": 1800.0}, ["a", "b"], 0.0, 3600.0) == 1.5
+    assert job_hours({"a": 1800.0}, {"a": 0.0, "b": 0.0}, 3600.0) == 1.5
+    assert job_hours({"a": 1800.0}, {"a": 900.0, "b": 2700.0}, 3600.0) == 0.5  # from each row's appearance
+
+
+@pytest.mark.parametrize("mode", ["mirrored", "fresh-polling", "fresh-push"])
+def test_latency_plan_puts_fresh_rows_5_to_60_s_before_their_output(mode: str) -> None:
+    import random
+
+    from bench.latency import plan_jobs
+
+    plan = plan_jobs(300, 180.0, mode, random.Random(7))
+    assert len(plan) == 300
+    for job in plan:
+        assert 0 < job.running_s <= job.done_s - job.appears_s + 1e-9
+        if mode == "mirrored":
+            assert job.appears_s == 0.0
+            assert 10 <= job.done_s <= 180
+        else:
+            assert 5.0 <= job.done_s - job.appears_s <= 60.0
+            assert job.appears_s > 0  # after the controller started: discovery is measured
+    assert 10 <= sum(j.fails for j in plan) <= 60  # about one in ten
