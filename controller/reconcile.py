@@ -87,8 +87,8 @@ class Listed:
     states: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)
 
     def merge(self, listing: NcaListing, now: datetime, valid: timedelta) -> None:
-        """Newer listings win; a state not heard of for `valid` is forgotten (another worker
-        may hold the job, or it left the listing's window)."""
+        """Newer listings win; a state not heard of for `valid` is forgotten (another NCA
+        container may hold the job, or it left the listing's window)."""
         cutoff = now - valid
         self.states = {k: v for k, v in self.states.items() if v[1] > cutoff}
         for job_id, state in listing.states.items():
@@ -193,6 +193,9 @@ class Reconciler:
             self.scheduler.cancel(key)
         elif not self.scheduler.is_scheduled(key):
             now = self._now()
+            listed = self._listed.state(job.spec.external_job_id, now, self._listing_valid())
+            if listed == "done" and self._hint(job, now):
+                return  # NCA listed it done before its row was mirrored (a fresh row): check it now
             at = first_check_at(job.spec.started_at, now, self._timing, self._rng, self._gap(job, now))
             self.scheduler.schedule(key, at.timestamp())
 
@@ -289,14 +292,19 @@ class Reconciler:
         if not done:
             return
         for job in self._store:
-            if job.ended or job.spec.external_job_id not in done or job.spec.suspend:
-                continue
-            rt = self._runtime(job, now)
-            if rt.nca_hinted or (rt.hint_refused_until is not None and now < rt.hint_refused_until):
-                continue  # already hinted, or NCA's own answer to the last hint said "not done"
-            rt.nca_hinted = True
-            self._metrics.nca_hints.inc()
-            self.scheduler.schedule(job.key, URGENT, earlier_only=True)
+            if not job.ended and job.spec.external_job_id in done and not job.spec.suspend:
+                self._hint(job, now)
+
+    def _hint(self, job: MediaJob, now: datetime) -> bool:
+        """Check a job NCA listed done at once, unless it was hinted already or NCA's own answer
+        to the last hint said "not done"; False when it was not hinted."""
+        rt = self._runtime(job, now)
+        if rt.nca_hinted or (rt.hint_refused_until is not None and now < rt.hint_refused_until):
+            return False
+        rt.nca_hinted = True
+        self._metrics.nca_hints.inc()
+        self.scheduler.schedule(job.key, URGENT, earlier_only=True)
+        return True
 
     async def _first_status_forever(self) -> None:
         """A new job's first status (Processing, its conditions) in its own lane, one at a time."""

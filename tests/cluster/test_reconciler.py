@@ -476,6 +476,22 @@ async def test_a_failure_nca_lists_reaches_the_row_within_a_listing_period(
         assert runtime.metrics.nca_hints._value.get() == 1
 
 
+def hand_made_mediajob(name: str, record_id: str, external_job_id: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "media.phi.dev/v1alpha1",
+            "kind": "MediaJob",
+            "metadata": {"name": name},
+            "spec": {
+                "airtableRecordId": record_id,
+                "externalJobId": external_job_id,
+                "operation": "concatenate",
+                "submittedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+    )
+
+
 async def test_the_first_nca_listing_comes_as_soon_as_a_job_is_processing(
     world: World, namespace: str, controlplane: ControlPlane
 ) -> None:
@@ -487,23 +503,44 @@ async def test_the_first_nca_listing_comes_as_soon_as_a_job_is_processing(
         await asyncio.sleep(6)  # past the floor (5 s), where the old loop looked, found none, slept 2 min
         assert world.nca_sim.listing_calls == 0
         nca_job = world.nca_sim.add_job(queued_s=0, running_s=600, drop_webhook=True)
-        body = {
-            "apiVersion": "media.phi.dev/v1alpha1",
-            "kind": "MediaJob",
-            "metadata": {"name": "first-listing"},
-            "spec": {
-                "airtableRecordId": "recFirstListing01",
-                "externalJobId": nca_job.job_id,
-                "operation": "concatenate",
-                "submittedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        }
-        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        manifest = hand_made_mediajob("first-listing", "recFirstListing01", nca_job.job_id)
+        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
         appeared = time.monotonic()
         await until(lambda: world.nca_sim.listing_calls >= 1, timeout=15)
         assert time.monotonic() - appeared <= 3
         await until(lambda: world.nca_sim.listing_calls >= 2, timeout=25)
         assert time.monotonic() - appeared <= 15 + 3
+
+
+async def test_a_job_nca_listed_done_before_it_was_mirrored_is_checked_at_once(
+    world: World, namespace: str, controlplane: ControlPlane
+) -> None:
+    """A fresh row whose job NCA already finished (failed: only NCA can tell) does not wait for
+    its first check somewhere in a 30 s gap, nor for the next listing: the listing's `done` is
+    remembered and hints the job the moment its MediaJob appears."""
+    settings = settings_for(world, namespace, POLLING_INTERVAL_MINUTES="1", POLLING_MIN_INTERVAL_SECONDS="30")
+    async with running(settings) as runtime:
+        await until(lambda: runtime.reconciler is not None, timeout=15)
+        busy = world.nca_sim.add_job(queued_s=0, running_s=600, drop_webhook=True)
+        manifest = hand_made_mediajob("busy", "recBusyJob0000001", busy.job_id)
+        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+        await until(lambda: world.nca_sim.listing_calls >= 1, timeout=15)
+        late = world.nca_sim.add_job(queued_s=0, running_s=600, drop_webhook=True)
+        world.nca_sim.finish_now(late.job_id, fail_message="ffmpeg exited with code 1")
+        listed = world.nca_sim.listing_calls
+        await until(lambda: world.nca_sim.listing_calls > listed, timeout=20)  # NCA has said "done"
+        manifest = hand_made_mediajob("late", "recLateJob0000001", late.job_id)
+        controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+        appeared = time.monotonic()
+
+        def failed() -> bool:
+            job = runtime.store.get((namespace, "late"))
+            return job is not None and job.phase == "Failed"
+
+        await until(failed, timeout=20)
+        assert time.monotonic() - appeared <= 4, "waited for a first check or the next listing"
+        assert world.nca_sim.status_calls(late.job_id) == 1  # the one call the hint asked for
+        assert runtime.metrics.nca_hints._value.get() == 1
 
 
 async def test_nca_listing_off_keeps_per_job_status_calls(
