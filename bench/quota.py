@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.airtable_push import PingReceiver, PushSource, WebhookState
-from controller.budget import DiscoveryPace, QuotaLinger
+from controller.budget import DISCOVERY_FASTEST, DiscoveryPace, QuotaLinger
 from controller.changes import ChangeBatch, ChangeSource, IncrementalPolling, list_processing
 from controller.clients.airtable import IDS_PER_READ, MAX_RECORDS_PER_WRITE, AirtableClient
 from controller.http import HttpServer
@@ -237,10 +237,13 @@ async def write_back(
                 await airtable.update_records("Jobs", [(rid, {"Notes": "done"})])
             continue
         # In push mode the payload reads vouch for the rows (no read before the write) when the
-        # linger allows waiting for the next one (they come every half interval under a stream);
-        # the write-back asks the real source for that read. A busy source reads no payloads,
-        # and a write-back that writes at once reads the rows instead, as the controller does.
-        vouched = push is not None and push.vouching and linger.linger() * 1.25 + 1 >= INTERVAL / 2
+        # linger allows waiting for the next one (they come every `spacing` under a stream: 2 s
+        # while the quota has room, half an interval as it runs short); the write-back asks the
+        # real source for that read. A busy source reads no payloads, and a write-back that
+        # writes at once reads the rows instead, as the controller does.
+        vouched = (
+            push is not None and push.vouching and linger.linger() * 1.25 + 1 >= push.spacing * world.scale
+        )
         for rid in due:
             if vouched:
                 waiting.append((rid, time.monotonic()))
@@ -352,7 +355,8 @@ async def run_one(
                 processing_count=lambda: len(world.discovered) - len(world.written),
                 fallback=fallback,
                 rows=KnownRows(),
-                pace=DiscoveryPace(linger.shortfall),  # as the controller: the same quota's shortfall
+                # As the controller: the same quota's shortfall, its fastest gap in simulated time.
+                pace=DiscoveryPace(linger.shortfall, fastest=DISCOVERY_FASTEST / scale),
             )
             holder["source"] = source = push
         elif mode == FALLBACK:

@@ -154,11 +154,11 @@ class QuotaLinger:
 DISCOVERY_FASTEST = 2.0  # seconds between two discovery reads while the quota has room
 
 
-def discovery_gap(shortfall: float, longest: float) -> float:
-    """The shortest time between two reads of Airtable for new rows: DISCOVERY_FASTEST (or
-    `longest`, if shorter) while the quota has room, growing to `longest` as the day's
-    allowance runs out (`shortfall` 0 to 1). Pure."""
-    return max(min(DISCOVERY_FASTEST, longest), longest * min(1.0, max(0.0, shortfall)))
+def discovery_gap(shortfall: float, longest: float, fastest: float = DISCOVERY_FASTEST) -> float:
+    """The shortest time between two reads of Airtable for new rows: `fastest` (or `longest`, if
+    shorter) while the quota has room, growing to `longest` as the day's allowance runs out
+    (`shortfall` 0 to 1). Pure."""
+    return max(min(fastest, longest), longest * min(1.0, max(0.0, shortfall)))
 
 
 class DiscoveryPace:
@@ -168,15 +168,20 @@ class DiscoveryPace:
     listings). The gap is a gauge, and each turn is one log line."""
 
     def __init__(
-        self, shortfall: Callable[[], float], *, on_gap: Callable[[float], None] = lambda _: None
+        self,
+        shortfall: Callable[[], float],
+        *,
+        on_gap: Callable[[float], None] = lambda _: None,
+        fastest: float = DISCOVERY_FASTEST,  # (a benchmark in compressed time scales it)
     ) -> None:
         self._shortfall = shortfall
         self._on_gap = on_gap
+        self._fastest = fastest
         self._slowed = False
 
     def gap(self, longest: float) -> float:
         short = self._shortfall()
-        gap = discovery_gap(short, longest)
+        gap = discovery_gap(short, longest, self._fastest)
         if (short > 0) != self._slowed:
             self._slowed = short > 0
             if self._slowed:

@@ -237,6 +237,12 @@ def test_discovery_gap_spends_the_quota_where_it_buys_latency(
     assert discovery_gap(shortfall, longest) == pytest.approx(gap)
 
 
+def test_discovery_gap_in_compressed_time_scales_its_fastest() -> None:
+    scale = 1440.0  # bench/quota.py: a simulated day in a real minute
+    assert discovery_gap(0.0, 60.0 / scale, fastest=2.0 / scale) == pytest.approx(2.0 / scale)
+    assert discovery_gap(1.0, 60.0 / scale, fastest=2.0 / scale) == pytest.approx(60.0 / scale)
+
+
 def test_discovery_pace_says_when_it_slows_down_and_when_it_is_fast_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
