@@ -635,7 +635,7 @@ class PushSource:
             return ChangeBatch([], complete=False)  # (an upkeep was due)
         try:
             batch = await self._fallback.next_batch()
-        finally:  # the next one an interval after this one ends, as polling lists
+        finally:  # the next one a listing gap after this one ends
             self._last_listing = self._clock()
         self.rows.learn_rest(batch.records)
         if batch.records:

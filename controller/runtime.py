@@ -40,8 +40,8 @@ from controller.vocabulary import Reason
 from controller.writeback import Tables, WriteBack
 
 log = logging.getLogger(__name__)
-# NCA listings per processing job-hour: at N=100 one every 18 s, from N=360 one every 5 s (the
-# floor); each listing is one call that NCA records on its disk, like a per-job status call.
+# NCA listings per processing job-hour from N=120 (below, one every 15 s: schedule.LISTING_LONGEST);
+# every 5 s (the floor) from N=360. Each listing is one call that NCA records on its disk.
 LISTINGS_PER_JOB_HOUR = 2.0
 
 
