@@ -15,7 +15,7 @@ and `fresh-push`, each row appears 5-60 s before its output (so discovery is par
 with the mirror polling Airtable or driven by Airtable's webhook pings (AIRTABLE_WEBHOOK_URL).
 
 Contenders: `ours` (this tree's controller at default settings), `previous` (the controller at
-`--previous`, by default the last release before the check budget, checked out with `git archive`
+`--previous`, by default the last release (PREVIOUS), checked out with `git archive`
 into the work directory and run from there) and `seed` (bench/baseline.py). One world per
 contender, the same seed for each; each runs as its own process against the same real API server.
 """
